@@ -1,0 +1,11 @@
+"""analogeq: co-design analog in-memory hardware that learns on-chip with Equilibrium Propagation."""
+
+from analogeq.costs import AbstractCost, CrossEntropy, SquaredError, make_cost
+from analogeq.emulator import AbstractRelaxation, EulerRelaxation, RelaxResult, residual
+from analogeq.ep import (
+    BPTT, EP, AbstractEstimator, EnergyEP, Estimate, ImplicitAdjoint, compare_gradients,
+    force_gradient, free_phase,
+)
+from analogeq.models import AbstractConservativeModel, AbstractModel, HopfieldNetwork, LeakyNetwork
+
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+import sys
+
+from analogeq.cli import main
+
+sys.exit(main())

@@ -1,0 +1,138 @@
+"""Training configuration: one validated, immutable record, loadable from TOML.
+
+The CLI builds its ``train`` options from these fields, so the Python API and the command
+line take the same names (``--ep-kind`` is ``ep_kind``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from analogeq.costs import COSTS
+from analogeq.ep.estimators import CORRECTIONS, KINDS
+
+MODELS = ("leaky", "hopfield")
+ESTIMATORS = ("ep", "implicit", "bptt", "energy-ep")
+OPTIMIZERS = ("adam", "sgd")
+DTYPES = ("float32", "float64")
+
+
+def _choice(name, value, allowed):
+    if value not in allowed:
+        raise ValueError(f"unknown {name} {value!r}; choose one of {list(allowed)}")
+
+
+def _positive(name, value, unit=""):
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0{unit}; got {value!r}")
+
+
+def _count(name, value, low=1):
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run (dimensionless; time in units of ``tau``).
+
+    Model: ``model`` (``leaky`` | ``hopfield``), ``hidden`` layer sizes, initial feedback
+    ``asymmetry`` in [0, 1], weight ``gain``. Loss: ``cost``. Gradient: ``estimator``
+    (``ep`` | ``implicit`` | ``bptt`` | ``energy-ep``) with ``ep_kind``, ``beta``,
+    ``n_points`` and ``correction``. Relaxation: Euler step ``eps``, ``T1`` free and ``T2``
+    nudged steps, residual ``tol``, ``stop_at_tol``. Optimizer: ``optimizer``, ``lr``,
+    ``batch_size``, ``steps``. Book-keeping: ``seed``, ``eval_every``, ``probe_every`` (EP vs
+    implicit-adjoint gradient cosine), ``checkpoint_every``, ``gate`` (leave unconverged
+    samples out of the update), ``dtype``.
+    """
+
+    task: str = "digits"
+    model: str = "leaky"
+    hidden: tuple[int, ...] = (128,)
+    asymmetry: float = 0.5
+    gain: float = 0.5
+    cost: str = "squared_error"
+    estimator: str = "ep"
+    ep_kind: str = "centered"
+    beta: float = 0.05
+    n_points: int = 2
+    correction: str = "asym"
+    eps: float = 0.5
+    T1: int = 60
+    T2: int = 20
+    tol: float = 1e-3
+    stop_at_tol: bool = False
+    optimizer: str = "adam"
+    lr: float = 2e-3
+    batch_size: int = 32
+    steps: int = 1500
+    seed: int = 0
+    eval_every: int = 100
+    probe_every: int = 100
+    checkpoint_every: int = 500
+    gate: bool = True
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        from analogeq.data import TASKS
+
+        object.__setattr__(self, "hidden", tuple(self.hidden))
+        _choice("task", self.task, TASKS)
+        _choice("model", self.model, MODELS)
+        _choice("cost", self.cost, COSTS)
+        _choice("estimator", self.estimator, ESTIMATORS)
+        _choice("ep_kind", self.ep_kind, KINDS)
+        _choice("correction", self.correction, CORRECTIONS)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("dtype", self.dtype, DTYPES)
+        for n in self.hidden:
+            _count("hidden (each layer size)", n)
+        if not 0.0 <= self.asymmetry <= 1.0:
+            raise ValueError(f"asymmetry must lie in [0, 1]; got {self.asymmetry!r}")
+        for name in ("gain", "beta", "eps", "tol", "lr"):
+            _positive(name, getattr(self, name))
+        _count("n_points", self.n_points, 2 if self.ep_kind == "holomorphic" else 1)
+        for name in ("T1", "T2", "batch_size", "steps", "eval_every", "probe_every", "checkpoint_every"):
+            _count(name, getattr(self, name))
+        _count("seed", self.seed, 0)
+
+    def replace(self, **changes) -> "TrainConfig":
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown training option(s) {unknown}; allowed: {sorted(known)}")
+        return cls(**d)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> "TrainConfig":
+        """Read a TOML file of top-level ``key = value`` pairs (or a ``[train]`` table)."""
+        with open(path, "rb") as f:
+            d = tomllib.load(f)
+        return cls.from_dict(d.get("train", d))
+
+    def to_toml(self) -> str:
+        return "".join(f"{k} = {_toml_value(v)}\n" for k, v in self.to_dict().items())
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return f'"{v}"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return repr(v)

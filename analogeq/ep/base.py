@@ -1,0 +1,76 @@
+"""The estimator interface: from a batch and a realization to a parameter gradient."""
+
+from __future__ import annotations
+
+import abc
+from functools import partial
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array
+
+from analogeq.emulator import AbstractRelaxation, RelaxResult
+from analogeq.ep.gradients import force_gradient
+
+
+class Estimate(eqx.Module):
+    """A batch gradient and what it was built from.
+
+    Attributes:
+        grads: pytree shaped like the model (``None`` where a field is not a parameter);
+            the gradient of the mean loss.
+        free: the batched free-phase result.
+        contrast: per-sample adjoint estimates ``a`` (``(B, *state_shape)``).
+        nudged_residual: per-sample residual of the nudged phase (0 for exact references).
+        used: per-sample mask of the samples the gradient was built from.
+    """
+
+    grads: object
+    free: RelaxResult
+    contrast: Array
+    nudged_residual: Array
+    used: Array
+
+
+def free_phase(model, relaxation: AbstractRelaxation, xs: Array) -> RelaxResult:
+    """Batched free phase: settle ``F(s; x_b)`` from ``model.init_state(x_b)``."""
+    model.check_input(xs[0])
+
+    def one(x):
+        return relaxation.free(partial(model.force, x=x), model.init_state(x))
+
+    return jax.vmap(one)(xs)
+
+
+class AbstractEstimator(eqx.Module):
+    """Anything that turns a batch into a gradient of the mean cost."""
+
+    @abc.abstractmethod
+    def estimate(self, model, cost, relaxation, xs, targets, *, gate: bool = True) -> Estimate:
+        """Gradient of the mean cost over the batch ``(xs, targets)``."""
+
+
+class AbstractForceFormEstimator(AbstractEstimator):
+    """Turns the free equilibrium of each sample into an adjoint ``a`` (force-form estimators).
+
+    Subclasses implement :meth:`contrast`; :meth:`estimate` runs the free phase, the contrast
+    per sample and the force-form gradient ``g = a^T dF/dtheta``. With ``gate`` samples whose
+    free phase did not converge are left out of the gradient (and counted in the metrics).
+    """
+
+    @abc.abstractmethod
+    def contrast(self, model, cost, relaxation, x, target, s_star) -> tuple[Array, Array]:
+        """Per-sample ``(a, nudged_residual)``, ``a`` approximating ``-d s_beta/d beta``."""
+
+    def estimate(self, model, cost, relaxation, xs, targets, *, gate: bool = True) -> Estimate:
+        """Gradient of the mean cost over the batch ``(xs, targets)``."""
+        free = free_phase(model, relaxation, xs)
+        a, nres = jax.vmap(
+            lambda x, t, s: self.contrast(model, cost, relaxation, x, t, s)
+        )(xs, targets, free.state)
+        used = free.converged if gate else jnp.ones_like(free.converged)
+        weight = used.astype(a.dtype) / jnp.maximum(jnp.sum(used), 1)
+        weighted = a * weight.reshape((-1,) + (1,) * (a.ndim - 1))
+        grads = force_gradient(model, xs, free.state, weighted)
+        return Estimate(grads=grads, free=free, contrast=a, nudged_residual=nres, used=used)

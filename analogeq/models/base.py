@@ -1,0 +1,53 @@
+"""The vector-field interface every model and every realization shares.
+
+A model is an immutable Equinox module whose array fields are its trainable parameters.
+It defines the relaxation ``tau ds/dt = F_theta(s; x)`` (``force``), how outputs are read
+from the state (``readout``) and, when the field is conservative, its energy.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import equinox as eqx
+import jax.numpy as jnp
+from jaxtyping import Array
+
+
+class AbstractModel(eqx.Module):
+    """A vector field ``F_theta(s; x)`` with a readout.
+
+    States are arrays of shape ``state_shape`` (dimensionless neuron values; an analog
+    realization maps them to volts). Inputs ``x`` are clamped, never relaxed. ``force`` must be
+    written with operations that accept complex states (holomorphic EP evaluates it at complex
+    nudges) and must not branch on the state's values.
+    """
+
+    @property
+    @abc.abstractmethod
+    def state_shape(self) -> tuple[int, ...]:
+        """Shape of one sample's state."""
+
+    @abc.abstractmethod
+    def force(self, s: Array, x: Array) -> Array:
+        """``F_theta(s; x)``, same shape as ``s`` (units of state per ``tau``)."""
+
+    @abc.abstractmethod
+    def readout(self, s: Array) -> Array:
+        """Outputs (predictions or logits) read from the state; must be linear in ``s``."""
+
+    def init_state(self, x: Array) -> Array:
+        """Initial state of the free phase for input ``x`` (zeros by default)."""
+        del x
+        return jnp.zeros(self.state_shape)
+
+    def check_input(self, x: Array) -> None:
+        """Raise ``ValueError`` naming the expected shape when ``x`` does not fit the model."""
+
+
+class AbstractConservativeModel(AbstractModel):
+    """A model whose force is ``F = -grad_s E``; classic energy-based EP applies."""
+
+    @abc.abstractmethod
+    def energy(self, s: Array, x: Array) -> Array:
+        """Scalar energy ``E_theta(s; x)`` with ``force == -grad_s energy``."""

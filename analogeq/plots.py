@@ -1,0 +1,41 @@
+"""Standard figures, written as PNG files (Agg backend, no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _series(history, kind, key):
+    pts = [(r["step"], r[key]) for r in history if r["kind"] == kind and key in r]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def plot_learning_curves(runs: dict[str, list[dict]], path: str | Path) -> Path:
+    """Test accuracy, training loss and gradient cosine vs step, one line per run.
+
+    Args:
+        runs: label -> metrics records (as in ``metrics.jsonl``).
+        path: PNG file to write.
+    """
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for label, hist in runs.items():
+        axes[0].plot(*_series(hist, "eval", "test_acc"), marker="o", ms=3, label=label)
+        axes[1].plot(*_series(hist, "train", "loss"), lw=0.8, label=label)
+        axes[2].plot(*_series(hist, "eval", "grad_cosine"), marker="o", ms=3, label=label)
+    axes[0].set(xlabel="training step", ylabel="test accuracy", title="Test accuracy")
+    axes[1].set(xlabel="training step", ylabel="training cost", title="Training cost", yscale="log")
+    axes[2].set(xlabel="training step", ylabel="cosine", title="Gradient vs implicit adjoint")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,381 @@
+"""Validated hardware config (analogeq.hardware): validation, presets, TOML round trip."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analogeq.hardware import (
+    DEVICE_MODELS_ENV,
+    K_B,
+    SECTIONS,
+    ChipConfig,
+    ConfigError,
+    CrossbarConfig,
+    DynamicsConfig,
+    NeuronConfig,
+    NoiseConfig,
+    PeripheryConfig,
+    ReadoutConfig,
+    available_presets,
+    device_models_dir,
+)
+
+PRESETS = ("ideal", "realistic")
+
+# (dotted field, bad value): every field appears at least once (checked below); each field gets
+# a wrong type, and numeric fields a non-finite and an out-of-range value.
+BAD = [
+    # crossbar
+    ("crossbar.G_min", -1e-6),
+    ("crossbar.G_min", math.nan),
+    ("crossbar.G_min", "1e-6"),
+    ("crossbar.G_min", 2e-4),  # >= G_max
+    ("crossbar.G_max", 0.0),
+    ("crossbar.G_max", -1e-4),
+    ("crossbar.G_max", math.inf),
+    ("crossbar.G_max", True),
+    ("crossbar.G_ref", 0.0),
+    ("crossbar.G_ref", -1e-4),
+    ("crossbar.G_ref", math.inf),
+    ("crossbar.G_ref", "auto"),
+    ("crossbar.n_levels", 1),
+    ("crossbar.n_levels", -4),
+    ("crossbar.n_levels", 2.5),
+    ("crossbar.n_levels", 16.0),
+    ("crossbar.n_levels", "64"),
+    ("crossbar.n_levels", True),
+    ("crossbar.n_levels", None),
+    ("crossbar.prog_noise", -0.01),
+    ("crossbar.prog_noise", math.nan),
+    ("crossbar.prog_noise", None),
+    ("crossbar.d2d_bounds", 1.0),
+    ("crossbar.d2d_bounds", -0.1),
+    ("crossbar.d2d_bounds", "0.1"),
+    ("crossbar.read_noise", -1e-3),
+    ("crossbar.read_noise", math.inf),
+    ("crossbar.drift_nu", -0.05),
+    ("crossbar.drift_nu", [0.05]),
+    ("crossbar.drift_t0", 0.0),
+    ("crossbar.drift_t0", -20.0),
+    ("crossbar.thermal_noise", 1),
+    ("crossbar.thermal_noise", "true"),
+    ("crossbar.thermal_noise", None),
+    # neuron
+    ("neuron.C", -1e-12),
+    ("neuron.C", 0.0),
+    ("neuron.C", math.nan),
+    ("neuron.C", "1pF"),
+    ("neuron.g_leak", 0.0),
+    ("neuron.g_leak", -1e-4),
+    ("neuron.g_leak", math.inf),
+    ("neuron.rail", 0.0),
+    ("neuron.rail", -1.0),
+    ("neuron.rail", None),
+    ("neuron.v_unit", 0.0),
+    ("neuron.v_unit", -0.5),
+    ("neuron.v_unit", math.nan),
+    ("neuron.offset_sigma", -1e-3),
+    ("neuron.offset_sigma", "1mV"),
+    ("neuron.gain_sigma", -0.02),
+    ("neuron.gain_sigma", math.inf),
+    ("neuron.amp_pole_tau", -1e-9),
+    ("neuron.amp_pole_tau", math.nan),
+    ("neuron.kTC_noise", 0),
+    ("neuron.kTC_noise", "yes"),
+    # periphery
+    ("periphery.dac_bits", -1),
+    ("periphery.dac_bits", 17),
+    ("periphery.dac_bits", 8.0),
+    ("periphery.dac_bits", "8"),
+    ("periphery.dac_range", 0.0),
+    ("periphery.dac_range", -1.0),
+    ("periphery.dac_range", math.inf),
+    ("periphery.adc_bits", -2),
+    ("periphery.adc_bits", 32),
+    ("periphery.adc_bits", 7.5),
+    ("periphery.adc_range", 0.0),
+    ("periphery.adc_range", math.nan),
+    ("periphery.sample_hold", 1),
+    ("periphery.sample_hold", None),
+    # noise
+    ("noise.temperature", -1.0),
+    ("noise.temperature", math.inf),
+    ("noise.temperature", "300K"),
+    ("noise.temperature", None),
+    # dynamics (realistic base: settle_time = 2e-6 s, average_window = 1e-7 s)
+    ("dynamics.settle_time", 0.0),
+    ("dynamics.settle_time", -1e-6),
+    ("dynamics.settle_time", math.inf),
+    ("dynamics.settle_time", 5e-8),  # < average_window
+    ("dynamics.settle_time", "adaptive"),
+    ("dynamics.steady_tol", 0.0),
+    ("dynamics.steady_tol", -1e-6),
+    ("dynamics.steady_tol", 1.0),
+    ("dynamics.steady_tol", math.nan),
+    ("dynamics.average_window", -1e-9),
+    ("dynamics.average_window", 1e-5),  # > settle_time
+    ("dynamics.average_window", math.inf),
+    ("dynamics.average_window", None),
+]
+
+
+def _all_fields() -> set[str]:
+    return {f"{name}.{key}" for name, cls in SECTIONS.items() for key in cls.field_names()}
+
+
+@pytest.fixture
+def realistic() -> ChipConfig:
+    return ChipConfig.preset("realistic")
+
+
+def test_bad_table_covers_every_field():
+    assert {path for path, _ in BAD} == _all_fields()
+
+
+@pytest.mark.parametrize(("path", "bad"), BAD, ids=[f"{p}={b!r}" for p, b in BAD])
+def test_replace_rejects_bad_value(realistic, path, bad):
+    with pytest.raises(ValueError, match=re.escape(path)):
+        realistic.replace(**{path: bad})
+
+
+@pytest.mark.parametrize(("path", "bad"), BAD, ids=[f"{p}={b!r}" for p, b in BAD])
+def test_constructor_rejects_bad_value(realistic, path, bad):
+    section, key = path.split(".")
+    kwargs = dataclasses.asdict(getattr(realistic, section))
+    kwargs = {k: v for k, v in kwargs.items() if k in SECTIONS[section].field_names()}
+    kwargs[key] = bad
+    with pytest.raises(ConfigError, match=re.escape(path)):
+        SECTIONS[section](**kwargs)
+
+
+@pytest.mark.parametrize(("path", "bad"), BAD, ids=[f"{p}={b!r}" for p, b in BAD])
+def test_from_dict_rejects_bad_value(realistic, path, bad):
+    section, key = path.split(".")
+    d = realistic.to_dict()
+    d[section][key] = bad
+    with pytest.raises(ValueError, match=re.escape(path)):
+        ChipConfig.from_dict(d)
+
+
+def test_messages_say_what_is_allowed():
+    with pytest.raises(ValueError, match=r"neuron\.C must be > 0 F .*got -1e-12"):
+        NeuronConfig(C=-1e-12)
+    msg = r"crossbar\.G_min must be < crossbar\.G_max \(got G_min=0\.0001 S, G_max=1e-05 S\)"
+    with pytest.raises(ValueError, match=msg):
+        CrossbarConfig(G_min=1e-4, G_max=1e-5)
+    with pytest.raises(ValueError, match=r"crossbar\.n_levels must be an integer.*>= 2.*2\.5"):
+        CrossbarConfig(n_levels=2.5)
+    with pytest.raises(ValueError, match=r"periphery\.adc_bits must be 0 .* 1\.\.16"):
+        PeripheryConfig(adc_bits=17)
+    with pytest.raises(ValueError, match=r"crossbar\.d2d_bounds must be in \[0, 1\)"):
+        CrossbarConfig(d2d_bounds=1.5)
+    with pytest.raises(ValueError, match=r"must be finite"):
+        NoiseConfig(temperature=math.nan)
+
+
+def test_valid_edge_values_accepted():
+    CrossbarConfig(G_min=0.0, n_levels=2, d2d_bounds=0.999)
+    PeripheryConfig(dac_bits=1, adc_bits=16)
+    NeuronConfig(amp_pole_tau=0.0, offset_sigma=0.0)
+    DynamicsConfig(settle_time=1e-6, average_window=1e-6)
+    NoiseConfig(temperature=0)
+
+
+def test_numpy_scalars_coerced_to_python():
+    cb = CrossbarConfig(G_max=np.float32(1e-4), n_levels=np.int64(16), thermal_noise=np.bool_(True))
+    assert type(cb.G_max) is float and type(cb.n_levels) is int and cb.thermal_noise is True
+    assert type(NoiseConfig(temperature=300).temperature) is float
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_presets_load_and_validate(name):
+    assert name in available_presets()
+    cfg = ChipConfig.preset(name)
+    assert isinstance(cfg, ChipConfig)
+    assert ChipConfig.preset(f"{name}.toml") == cfg
+    hash(cfg)
+
+
+def test_ideal_preset_is_the_default_chip():
+    ideal = ChipConfig.preset("ideal")
+    assert ideal == ChipConfig.ideal() == ChipConfig()
+    cb, n, p = ideal.crossbar, ideal.neuron, ideal.periphery
+    assert cb.n_levels == 0 and cb.prog_noise == cb.d2d_bounds == cb.read_noise == cb.drift_nu == 0
+    assert not cb.thermal_noise and not n.kTC_noise and ideal.noise.temperature == 0
+    assert n.offset_sigma == n.gain_sigma == n.amp_pole_tau == 0
+    assert n.rail_units == 1.0  # the circuit's tanh is the model's rho
+    assert p.dac_bits == p.adc_bits == 0
+    assert ideal.dynamics.adaptive and ideal.dynamics.average_window == 0
+    assert ideal.weight_scale == 1.0 and cb.w_max == 1.0
+
+
+def test_realistic_preset_numbers():
+    cfg = ChipConfig.preset("realistic")
+    assert cfg.neuron.tau == pytest.approx(10e-9, rel=1e-12)
+    assert cfg.tau == cfg.neuron.tau
+    assert 1.0 / cfg.neuron.g_leak == pytest.approx(10e3)
+    cb = cfg.crossbar
+    assert (cb.G_min, cb.G_max, cb.n_levels) == (1e-6, 1e-4, 64)
+    assert cb.G_ref == pytest.approx(99e-6) and cb.w_max == pytest.approx(1.0)
+    assert (cb.prog_noise, cb.d2d_bounds, cb.read_noise) == (0.02, 0.1, 0.01)
+    assert cfg.neuron.C == 1e-12 and cfg.neuron.rail == 1.0
+    assert (cfg.neuron.offset_sigma, cfg.neuron.gain_sigma) == (1e-3, 0.02)
+    assert (cfg.periphery.dac_bits, cfg.periphery.adc_bits) == (8, 8)
+    assert cfg.noise.temperature == 300.0
+    assert cfg.noise.kT == pytest.approx(4.14e-21, rel=1e-3)  # REFERENCES.md
+    assert math.sqrt(cfg.noise.kT / cfg.neuron.C) == pytest.approx(64e-6, rel=0.01)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_preset_files_are_explicit_and_commented(name):
+    """Every required field is spelled out in the preset, and every value carries a comment."""
+    path = device_models_dir() / f"{name}.toml"
+    data = tomllib.loads(path.read_text())
+    for section, cls in SECTIONS.items():
+        required = {k for k in cls.field_names() if not cls.spec(k).optional}
+        assert required <= set(data[section]), (section, required - set(data[section]))
+    for line in path.read_text().splitlines():
+        if re.match(r"^\s*[A-Za-z_]\w*\s*=", line):
+            assert "#" in line, f"{name}.toml: value without a comment: {line!r}"
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_toml_round_trip(tmp_path, name):
+    cfg = ChipConfig.preset(name)
+    out = tmp_path / "chip.toml"
+    text = cfg.to_toml(out)
+    assert out.read_text() == text
+    back = ChipConfig.from_toml(out)
+    assert back == cfg
+    assert back.to_dict() == cfg.to_dict()
+    assert ChipConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_toml_round_trip_awkward_values(tmp_path):
+    cfg = ChipConfig.preset("realistic").replace(
+        **{
+            "crossbar.G_ref": 1.2345678901234567e-05,
+            "crossbar.G_min": 3.3e-7,
+            "neuron.C": 1e-15 / 3,
+            "noise.temperature": 77,
+            "dynamics.settle_time": None,
+        }
+    )
+    out = tmp_path / "chip.toml"
+    cfg.to_toml(out)
+    back = ChipConfig.from_toml(out)
+    assert back == cfg
+    assert back.crossbar.G_ref == 1.2345678901234567e-05
+    assert back.dynamics.settle_time is None
+
+
+def test_unknown_preset_lists_available():
+    with pytest.raises(ValueError, match=r"unknown preset 'nope'.*ideal.*realistic"):
+        ChipConfig.preset("nope")
+
+
+def test_env_var_overrides_device_models_dir(tmp_path, monkeypatch):
+    mine = ChipConfig.preset("realistic").replace(**{"crossbar.n_levels": 8})
+    mine.to_toml(tmp_path / "mine.toml")
+    monkeypatch.setenv(DEVICE_MODELS_ENV, str(tmp_path))
+    assert device_models_dir() == tmp_path
+    assert available_presets() == ["mine"]
+    assert ChipConfig.preset("mine").crossbar.n_levels == 8
+    with pytest.raises(ValueError, match=r"unknown preset 'realistic'.*mine"):
+        ChipConfig.preset("realistic")
+
+
+def test_unknown_key_and_section(tmp_path):
+    with pytest.raises(ValueError, match=r"crossbar\.G_maxx.*allowed keys: G_min, G_max, G_ref"):
+        ChipConfig.from_dict({"crossbar": {"G_maxx": 1e-4}})
+    with pytest.raises(ValueError, match=r"unknown section \[xbar\].*crossbar, neuron"):
+        ChipConfig.from_dict({"xbar": {}})
+    path = tmp_path / "bad.toml"
+    path.write_text("[neuron]\nC = 1e-12\ntau = 1e-8\n")
+    with pytest.raises(ValueError, match=r"bad\.toml.*neuron\.tau.*allowed keys: C, g_leak"):
+        ChipConfig.from_toml(path)
+    path.write_text("[neuron]\nC = -1e-12\n")
+    with pytest.raises(ValueError, match=r"bad\.toml.*neuron\.C must be > 0 F"):
+        ChipConfig.from_toml(path)
+    path.write_text("[neuron\nC = 1\n")
+    with pytest.raises(ValueError, match=r"invalid TOML"):
+        ChipConfig.from_toml(path)
+    with pytest.raises(ValueError, match=r"section \[neuron\] must be a table"):
+        ChipConfig.from_dict({"neuron": 3})
+
+
+def test_partial_dict_takes_ideal_defaults():
+    cfg = ChipConfig.from_dict({"crossbar": {"n_levels": 32}})
+    assert cfg == ChipConfig().replace(**{"crossbar.n_levels": 32})
+    assert ChipConfig.from_dict({}) == ChipConfig()
+
+
+def test_replace(realistic):
+    swept = realistic.replace(**{"crossbar.n_levels": 16, "neuron.C": 2e-12})
+    assert swept.crossbar.n_levels == 16 and swept.neuron.tau == pytest.approx(20e-9)
+    assert realistic.crossbar.n_levels == 64  # original untouched
+    assert swept.periphery == realistic.periphery
+    assert realistic.replace() == realistic
+    with pytest.raises(ValueError, match=r"crossbar\.n_levels"):
+        realistic.replace(**{"crossbar.n_levels": 1})
+    with pytest.raises(ValueError, match=r"unknown key 'crossbar\.levels'.*allowed keys"):
+        realistic.replace(**{"crossbar.levels": 16})
+    with pytest.raises(ValueError, match=r"unknown config field 'xbar\.n_levels'"):
+        realistic.replace(**{"xbar.n_levels": 16})
+    # whole sections: instance replaces, mapping updates
+    assert realistic.replace(noise=NoiseConfig()).noise.temperature == 0.0
+    assert realistic.replace(neuron={"C": 5e-12}).neuron.g_leak == realistic.neuron.g_leak
+    with pytest.raises(ValueError, match=r"neuron must be replaced by a NeuronConfig"):
+        realistic.replace(neuron=3)
+    # section-level replace
+    assert realistic.crossbar.replace(n_levels=4).n_levels == 4
+    with pytest.raises(ValueError, match=r"crossbar\.read_noise"):
+        realistic.crossbar.replace(read_noise=-1.0)
+
+
+def test_G_ref_default_tracks_range_explicit_does_not(realistic):
+    wider = realistic.replace(**{"crossbar.G_max": 2e-4})
+    assert wider.crossbar.G_ref == pytest.approx(2e-4 - 1e-6)
+    pinned = realistic.replace(**{"crossbar.G_ref": 1e-4}).replace(**{"crossbar.G_max": 2e-4})
+    assert pinned.crossbar.G_ref == 1e-4 and pinned.crossbar.w_max == pytest.approx(1.99)
+    assert "G_ref" in pinned.to_dict()["crossbar"] and "G_ref" not in wider.to_dict()["crossbar"]
+    # back to derived with None
+    assert pinned.replace(**{"crossbar.G_ref": None}).crossbar.G_ref == pytest.approx(2e-4 - 1e-6)
+
+
+def test_configs_are_frozen_and_hashable(realistic):
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        realistic.neuron.C = 2e-12  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        realistic.crossbar = CrossbarConfig()  # type: ignore[misc]
+    assert hash(realistic) == hash(ChipConfig.preset("realistic"))
+    assert len({realistic, ChipConfig.preset("realistic"), ChipConfig()}) == 2
+
+
+def test_chip_accepts_section_mappings_and_rejects_junk():
+    assert ChipConfig(neuron={"C": 2e-12}).neuron == NeuronConfig(C=2e-12)
+    with pytest.raises(ValueError, match=r"crossbar must be a CrossbarConfig"):
+        ChipConfig(crossbar=NeuronConfig())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"chip config must be a mapping"):
+        ChipConfig.from_dict([("crossbar", {})])  # type: ignore[arg-type]
+
+
+def test_constants_and_aliases():
+    assert K_B == 1.380649e-23
+    assert ReadoutConfig is DynamicsConfig
+    assert list(SECTIONS) == [f.name for f in dataclasses.fields(ChipConfig)]
+
+
+def test_public_classes_document_units():
+    for cls in (*SECTIONS.values(), ChipConfig):
+        assert cls.__doc__ and len(cls.__doc__) > 40
+    for name, cls in SECTIONS.items():
+        for key in cls.field_names():
+            assert key in cls.__doc__, f"{name}.{key} undocumented"
