@@ -18,12 +18,14 @@ from jaxtyping import Array, Bool, Float, Int
 
 
 class RelaxResult(eqx.Module):
-    """Outcome of one relaxation: final state, steps taken, residual, convergence flag."""
+    """Outcome of one relaxation: final state, steps taken, settle time (units of ``tau``),
+    residual ``|F|/|s|`` and convergence flag."""
 
     state: Array
     steps: Int[Array, ""]
     residual: Float[Array, ""]
     converged: Bool[Array, ""]
+    time: Float[Array, ""]
 
 
 def residual(s: Array, f: Array) -> Array:
@@ -49,12 +51,21 @@ class AbstractRelaxation(eqx.Module):
     """How a realization settles a field: the free phase and the nudged phase."""
 
     @abc.abstractmethod
-    def free(self, field: Callable[[Array], Array], s0: Array) -> RelaxResult:
-        """Settle ``ds/dt = field(s)`` from ``s0`` (the free phase)."""
+    def free(self, field: Callable[[Array], Array], s0: Array, key=None, noise=None) -> RelaxResult:
+        """Settle ``ds/dt = field(s)`` from ``s0`` (the free phase). ``noise`` (state units per
+        ``sqrt(tau)``, broadcast to ``s0``) adds white noise driven by ``key``."""
 
     @abc.abstractmethod
-    def nudged(self, field: Callable[[Array], Array], s0: Array) -> RelaxResult:
-        """Settle a nudged field from the free equilibrium ``s0``."""
+    def nudged(self, field: Callable[[Array], Array], s0: Array, key=None, noise=None) -> RelaxResult:
+        """Settle a nudged field from the free equilibrium ``s0`` (noise as in :meth:`free`)."""
+
+    def read(self, state: Array) -> Array:
+        """What the learning rule sees of a settled state (an ADC on a chip; exact here)."""
+        return state
+
+    def hold(self, state: Array) -> Array:
+        """The free state as the nudged phases start from it (exact here)."""
+        return state
 
 
 def euler(field, s0: Array, eps: float, max_steps: int, tol: float, stop_at_tol: bool) -> RelaxResult:
@@ -75,7 +86,13 @@ def euler(field, s0: Array, eps: float, max_steps: int, tol: float, stop_at_tol:
 
     s, f, k = jax.lax.while_loop(cond, body, (s0, f0, jnp.asarray(0)))
     r = residual(s, f)
-    return RelaxResult(state=s, steps=k, residual=r, converged=r <= tol)
+    return RelaxResult(state=s, steps=k, residual=r, converged=r <= tol, time=eps * k)
+
+
+def _noiseless(noise):
+    if noise is not None:
+        raise ValueError("the digital emulator is noiseless; relax a noisy chip with "
+                         "analogeq.hardware.ChipRelaxation")
 
 
 class EulerRelaxation(AbstractRelaxation):
@@ -105,10 +122,12 @@ class EulerRelaxation(AbstractRelaxation):
         if not self.tol > 0:
             raise ValueError(f"tol must be > 0; got {self.tol}")
 
-    def free(self, field, s0):
+    def free(self, field, s0, key=None, noise=None):
+        _noiseless(noise)
         r = euler(field, s0, self.eps, self.T1, self.tol, self.stop_at_tol)
         return check_finite(r, "free phase")
 
-    def nudged(self, field, s0):
+    def nudged(self, field, s0, key=None, noise=None):
+        _noiseless(noise)
         r = euler(field, s0, self.eps, self.T2, self.tol, self.stop_at_tol)
         return check_finite(r, "nudged phase")

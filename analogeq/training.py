@@ -94,8 +94,9 @@ def make_train_step(parts: RunParts, gate: bool):
 
     @eqx.filter_jit
     def step(model, state, xb, yb, key):
-        est = estimator.estimate(model, cost, relaxation, xb, yb, gate=gate)
-        new_model, state = updater.update(model, est.grads, state, key)
+        k_est, k_write = jax.random.split(key)
+        est = estimator.estimate(model, cost, relaxation, xb, yb, gate=gate, key=k_est)
+        new_model, state = updater.update(model, est.grads, state, k_write)
         y = jax.vmap(model.readout)(est.free.state)
         metrics = {
             "loss": jnp.mean(jax.vmap(cost)(y, yb)),

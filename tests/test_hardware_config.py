@@ -123,6 +123,9 @@ BAD = [
     ("dynamics.average_window", 1e-5),  # > settle_time
     ("dynamics.average_window", math.inf),
     ("dynamics.average_window", None),
+    ("dynamics.sde_dt", 0.0),
+    ("dynamics.sde_dt", -1e-9),
+    ("dynamics.sde_dt", math.nan),
 ]
 
 

@@ -33,22 +33,40 @@ class Estimate(eqx.Module):
     used: Array
 
 
-def free_phase(model, relaxation: AbstractRelaxation, xs: Array) -> RelaxResult:
-    """Batched free phase: settle ``F(s; x_b)`` from ``model.init_state(x_b)``."""
+def sample_keys(key, n: int):
+    """``n`` per-sample keys, or ``None`` for noiseless runs."""
+    return None if key is None else jax.random.split(key, n)
+
+
+def phase(model, key):
+    """``(field realized for this phase, noise key for the relaxation)``."""
+    if key is None:
+        return model, None
+    k_read, k_noise = jax.random.split(key)
+    return model.sample_phase(k_read), k_noise
+
+
+def free_phase(model, relaxation: AbstractRelaxation, xs: Array, key=None) -> RelaxResult:
+    """Batched free phase: settle ``F(s; x_b)`` from ``model.init_state(x_b)``.
+
+    ``key`` (optional) draws each sample's read noise and relaxation noise.
+    """
     model.check_input(xs[0])
 
-    def one(x):
-        return relaxation.free(partial(model.force, x=x), model.init_state(x))
+    def one(x, k):
+        m, k_noise = phase(model, k)
+        return relaxation.free(partial(m.force, x=x), m.init_state(x), key=k_noise, noise=m.noise())
 
-    return jax.vmap(one)(xs)
+    return jax.vmap(one)(xs, sample_keys(key, xs.shape[0]))
 
 
 class AbstractEstimator(eqx.Module):
     """Anything that turns a batch into a gradient of the mean cost."""
 
     @abc.abstractmethod
-    def estimate(self, model, cost, relaxation, xs, targets, *, gate: bool = True) -> Estimate:
-        """Gradient of the mean cost over the batch ``(xs, targets)``."""
+    def estimate(self, model, cost, relaxation, xs, targets, *, gate: bool = True, key=None) -> Estimate:
+        """Gradient of the mean cost over the batch ``(xs, targets)``; ``key`` drives the
+        realization's noise (``None``: noiseless)."""
 
 
 class AbstractForceFormEstimator(AbstractEstimator):
@@ -60,17 +78,19 @@ class AbstractForceFormEstimator(AbstractEstimator):
     """
 
     @abc.abstractmethod
-    def contrast(self, model, cost, relaxation, x, target, s_star) -> tuple[Array, Array]:
-        """Per-sample ``(a, nudged_residual)``, ``a`` approximating ``-d s_beta/d beta``."""
+    def contrast(self, model, cost, relaxation, x, target, s_star, key=None) -> tuple[Array, Array]:
+        """Per-sample ``(a, nudged_residual)``, ``a`` approximating ``-d s_beta/d beta``, formed
+        from states as ``relaxation.read`` returns them."""
 
-    def estimate(self, model, cost, relaxation, xs, targets, *, gate: bool = True) -> Estimate:
-        """Gradient of the mean cost over the batch ``(xs, targets)``."""
-        free = free_phase(model, relaxation, xs)
+    def estimate(self, model, cost, relaxation, xs, targets, *, gate: bool = True, key=None) -> Estimate:
+        k_free, k_nudged = (None, None) if key is None else jax.random.split(key)
+        free = free_phase(model, relaxation, xs, k_free)
         a, nres = jax.vmap(
-            lambda x, t, s: self.contrast(model, cost, relaxation, x, t, s)
-        )(xs, targets, free.state)
+            lambda x, t, s, k: self.contrast(model, cost, relaxation, x, t, s, k)
+        )(xs, targets, free.state, sample_keys(k_nudged, xs.shape[0]))
         used = free.converged if gate else jnp.ones_like(free.converged)
         weight = used.astype(a.dtype) / jnp.maximum(jnp.sum(used), 1)
         weighted = a * weight.reshape((-1,) + (1,) * (a.ndim - 1))
-        grads = force_gradient(model, xs, free.state, weighted)
+        # The update is local: the read contrast times the presynaptic signals at the read state.
+        grads = force_gradient(model, xs, relaxation.read(free.state), weighted)
         return Estimate(grads=grads, free=free, contrast=a, nudged_residual=nres, used=used)

@@ -21,20 +21,22 @@ import jax.numpy as jnp
 
 from analogeq.costs import cost_grad_s
 from analogeq.emulator import RelaxResult
-from analogeq.ep.base import AbstractForceFormEstimator
+from analogeq.ep.base import AbstractForceFormEstimator, phase
 from analogeq.ep.linear import antisymmetric_product, jacobian_products
 
 CORRECTIONS = ("none", "asym", "asym-tracking")
 KINDS = ("one-sided", "centered", "holomorphic")
 
 
-def nudged_phases(model, cost, relaxation, x, target, s_star, betas, correction="none") -> RelaxResult:
+def nudged_phases(model, cost, relaxation, x, target, s_star, betas, correction="none", key=None) -> RelaxResult:
     """Relax every nudged phase from ``s*`` together; the result's state is ``(K, *shape)``.
 
     Args:
         betas: the nudges ``beta_k`` (real or complex numbers).
         correction: one of :data:`CORRECTIONS`.
+        key: draws the phase's read and relaxation noise (``None``: noiseless).
     """
+    model, k_noise = phase(model, key)
     complex_nudges = any(complex(b).imag != 0 for b in betas)
     dtype = jnp.result_type(s_star.dtype, jnp.complex64) if complex_nudges else s_star.dtype
     b = jnp.asarray(betas, dtype=dtype).reshape((-1,) + (1,) * s_star.ndim)
@@ -57,7 +59,7 @@ def nudged_phases(model, cost, relaxation, x, target, s_star, betas, correction=
         return out
 
     stacked0 = jnp.broadcast_to(s_star.astype(dtype), (len(betas),) + s_star.shape)
-    return relaxation.nudged(field, stacked0)
+    return relaxation.nudged(field, stacked0, key=k_noise, noise=model.noise())
 
 
 class EP(AbstractForceFormEstimator):
@@ -96,11 +98,13 @@ class EP(AbstractForceFormEstimator):
         return [self.beta * complex(math.cos(2 * math.pi * k / n), math.sin(2 * math.pi * k / n))
                 for k in range(n)]
 
-    def contrast(self, model, cost, relaxation, x, target, s_star):
+    def contrast(self, model, cost, relaxation, x, target, s_star, key=None):
         betas = self.nudges()
-        nudged = nudged_phases(model, cost, relaxation, x, target, s_star, betas, self.correction)
+        s_star = relaxation.hold(s_star)
+        nudged = nudged_phases(model, cost, relaxation, x, target, s_star, betas, self.correction, key)
         b = jnp.asarray(betas, dtype=nudged.state.dtype).reshape((-1,) + (1,) * s_star.ndim)
-        a = -jnp.real(jnp.mean((nudged.state - s_star) / b, axis=0)).astype(s_star.dtype)
+        diff = relaxation.read(nudged.state) - relaxation.read(s_star)
+        a = -jnp.real(jnp.mean(diff / b, axis=0)).astype(s_star.dtype)
         return a, nudged.residual
 
 
@@ -117,8 +121,8 @@ class ImplicitAdjoint(AbstractForceFormEstimator):
     tol: float = eqx.field(static=True, default=1e-8)
     maxiter: int = eqx.field(static=True, default=50)
 
-    def contrast(self, model, cost, relaxation, x, target, s_star):
-        del relaxation
+    def contrast(self, model, cost, relaxation, x, target, s_star, key=None):
+        del relaxation, key
         g = cost_grad_s(model, cost, s_star, target)
         _, jtv = jacobian_products(partial(model.force, x=x), s_star)
         flat = lambda v: jtv(v.reshape(s_star.shape)).ravel()  # noqa: E731

@@ -29,7 +29,8 @@ class BPTT(AbstractEstimator):
 
     steps: int | None = eqx.field(static=True, default=None)
 
-    def estimate(self, model, cost, relaxation, xs, targets, *, gate=True):
+    def estimate(self, model, cost, relaxation, xs, targets, *, gate=True, key=None):
+        del key
         if not isinstance(relaxation, EulerRelaxation):
             raise TypeError("BPTT differentiates the Euler unroll: it needs an EulerRelaxation")
         steps = self.steps or relaxation.T1
@@ -59,7 +60,8 @@ class EnergyEP(AbstractEstimator):
         if not self.beta > 0:
             raise ValueError(f"beta must be > 0 (the nudge strength); got {self.beta}")
 
-    def estimate(self, model, cost, relaxation, xs, targets, *, gate=True):
+    def estimate(self, model, cost, relaxation, xs, targets, *, gate=True, key=None):
+        del key
         if not hasattr(model, "energy"):
             raise TypeError(f"{type(model).__name__} has no energy; EnergyEP needs a conservative model")
         free = free_phase(model, relaxation, xs)

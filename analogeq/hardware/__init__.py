@@ -1,7 +1,5 @@
-"""Hardware description of the analog chip: validated, immutable configs in SI units.
-
-See :mod:`analogeq.hardware.config`; presets live in the repository's ``device_models/``.
-"""
+"""The analog chip: validated SI-unit configs (presets in ``device_models/``), realization of a
+model as a chip instance, its continuous-time dynamics and conductance programming."""
 
 from analogeq.hardware.config import (
     DEVICE_MODELS_ENV,
@@ -18,8 +16,20 @@ from analogeq.hardware.config import (
     device_models_dir,
 )
 from analogeq.hardware.constants import K_B, Q_E
+from analogeq.hardware.chip import Chip, Tile
+from analogeq.hardware.converters import quantize
+from analogeq.hardware.dynamics import ChipRelaxation
+from analogeq.hardware.programming import ConductanceUpdater, program
+from analogeq.hardware.realize import realize
 
 __all__ = [
+    "Chip",
+    "ChipRelaxation",
+    "ConductanceUpdater",
+    "Tile",
+    "program",
+    "quantize",
+    "realize",
     "DEVICE_MODELS_ENV",
     "K_B",
     "Q_E",

@@ -466,6 +466,9 @@ class DynamicsConfig(_Section):
         average_window: readout averaged over the last ``average_window`` seconds of the settle
             window (or after the steady-state event) [s], ``>= 0``; ``0`` = instantaneous
             sample. In fixed mode ``average_window <= settle_time``. Default ``0.0``.
+        sde_dt: time step [s] of the Euler--Maruyama integration used when noise is on,
+            ``> 0``; ``None`` = a fifth of the fastest time constant (``tau`` or the amplifier
+            pole). Default ``None``.
     """
 
     _section: ClassVar[str] = "dynamics"
@@ -476,6 +479,10 @@ class DynamicsConfig(_Section):
     steady_tol: float = _real(1e-6, "relative steady-state tolerance", "", gt=0.0, lt=1.0)
     average_window: float = _real(
         0.0, "time-averaged readout window, 0 = instantaneous", "s", ge=0.0
+    )
+    sde_dt: float | None = _opt_real(
+        None, "fixed time step of the noisy (SDE) dynamics; None = a fifth of the fastest "
+        "time constant", "s", gt=0.0
     )
 
     def _check(self) -> None:

@@ -41,6 +41,16 @@ class AbstractModel(eqx.Module):
         del x
         return jnp.zeros(self.state_shape)
 
+    def sample_phase(self, key) -> "AbstractModel":
+        """The field as realized during one settle (e.g. with that phase's read noise drawn from
+        ``key``). Digital models are the same every time."""
+        del key
+        return self
+
+    def noise(self):
+        """Additive white noise on the state (state units per ``sqrt(tau)``), or ``None``."""
+        return None
+
     def check_input(self, x: Array) -> None:
         """Raise ``ValueError`` naming the expected shape when ``x`` does not fit the model."""
 

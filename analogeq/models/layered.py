@@ -95,8 +95,9 @@ class LeakyNetwork(_Layered):
         asymmetry: float = 0.5,
         gain: float = 0.5,
         dtype=jnp.float32,
+        parameters: tuple | None = None,
     ):
-        """Random initialization.
+        """Random initialization, or given ``parameters = (weights, feedback, biases)``.
 
         Args:
             sizes: neurons per layer, input first (e.g. ``(64, 128, 10)``).
@@ -104,8 +105,12 @@ class LeakyNetwork(_Layered):
             asymmetry: ``alpha`` in ``[0, 1]``; feedback starts as ``(1 - alpha) W^T + alpha V``
                 with ``V`` independent of ``W`` (0: symmetric, 1: unrelated).
             gain: weight scale; entries are ``N(0, gain^2 / fan_in)``.
+            parameters: explicit ``(weights, feedback, biases)`` tuples (``key`` is then unused).
         """
         self.sizes = _check_sizes(sizes)
+        if parameters is not None:
+            self.weights, self.feedback, self.biases = (tuple(p) for p in parameters)
+            return
         if not 0.0 <= asymmetry <= 1.0:
             raise ValueError(f"asymmetry must lie in [0, 1]; got {asymmetry}")
         if gain <= 0:

@@ -1,0 +1,187 @@
+"""A realized chip: the leaky-integrator network built from crossbar tiles and RC neurons.
+
+Physics (per neuron ``i``; voltages in units of ``v_unit``, time in units of ``tau = C/g_leak``):
+the tile currents ``I = sum_j (G+_ij - G-_ij) u_j`` enter a transimpedance stage with feedback
+conductance ``G_ref`` whose output drives the RC node, so
+
+    tau dv_i/dt = -v_i + sum_j W_ij u_j + b_i,      W = (G+ - G-) / G_ref,
+
+with presynaptic outputs ``u_j = (1 + gamma_j) R tanh((v_j + o_j) / R)`` from the nonlinearity
+circuit (rails ``R = rail / v_unit``, gain error ``gamma_j``, offset ``o_j``) and inputs from the
+DAC. With an amplifier pole the stage output ``y`` is an extra state,
+``tau_a dy/dt = sum_j W_ij u_j + b_i - y`` and ``tau dv/dt = -v + y``. With every non-ideality
+off this is exactly :class:`analogeq.models.LeakyNetwork`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array
+
+from analogeq.hardware.config import ChipConfig
+from analogeq.hardware.constants import K_B
+from analogeq.hardware.converters import quantize
+from analogeq.models.layered import LeakyNetwork, _Layered
+
+
+class Tile(eqx.Module):
+    """One crossbar tile of differential pairs: conductances [S] and per-device bounds [S].
+
+    ``g_pos``/``g_neg`` are the programmable state; ``lo``/``hi`` (shape ``(2, *g.shape)`` for
+    the + and - device) are the device-to-device bounds sampled once per chip.
+    """
+
+    g_pos: Array
+    g_neg: Array
+    lo: Array
+    hi: Array
+
+    def weight(self, g_ref: float) -> Array:
+        """Signed weight ``(G+ - G-) / G_ref`` (dimensionless)."""
+        return (self.g_pos - self.g_neg) / g_ref
+
+    def with_read_noise(self, key, sigma: float) -> "Tile":
+        """Conductances seen by one read: each device scaled by ``1 + sigma xi``."""
+        kp, kn = jax.random.split(key)
+        return eqx.tree_at(
+            lambda t: (t.g_pos, t.g_neg), self,
+            (self.g_pos * (1 + sigma * jax.random.normal(kp, self.g_pos.shape, self.g_pos.dtype)),
+             self.g_neg * (1 + sigma * jax.random.normal(kn, self.g_neg.shape, self.g_neg.dtype))),
+        )
+
+
+class Chip(_Layered):
+    """A chip instance: tiles for forward weights, feedback and biases, plus neuron mismatch.
+
+    Attributes:
+        forward: tiles ``W_l`` (shape ``(n_{l+1}, n_l)``).
+        feedback: tiles ``B_l`` (shape ``(n_{l+1}, n_{l+2})``).
+        biases: one-column tiles driven by ``v_unit`` (shape ``(n_{l+1},)``).
+        offset: input-referred offset of each neuron's nonlinearity (units of ``v_unit``).
+        gain: gain of each neuron's nonlinearity (1 = nominal).
+        config: the hardware description.
+    """
+
+    forward: tuple[Tile, ...]
+    feedback: tuple[Tile, ...]
+    biases: tuple[Tile, ...]
+    offset: Array
+    gain: Array
+    config: ChipConfig = eqx.field(static=True)
+
+    @property
+    def n_neurons(self) -> int:
+        return sum(self.sizes[1:])
+
+    @property
+    def has_pole(self) -> bool:
+        return self.config.neuron.amp_pole_tau > 0
+
+    @property
+    def state_shape(self) -> tuple[int, ...]:
+        return (self.n_neurons * (2 if self.has_pole else 1),)
+
+    @property
+    def tau(self) -> float:
+        """Neuron time constant ``C / g_leak`` [s]."""
+        return self.config.neuron.tau
+
+    def tiles(self) -> tuple[Tile, ...]:
+        return self.forward + self.feedback + self.biases
+
+    def voltages(self, s: Array) -> Array:
+        """Node voltages (units of ``v_unit``) from a state that may include amplifier outputs."""
+        return s[: self.n_neurons]
+
+    def readout(self, s: Array) -> Array:
+        return self.voltages(s)[-self.sizes[-1]:]
+
+    def rho(self, v: Array) -> Array:
+        """Outputs of the nonlinearity circuits for node voltages ``v`` (all neurons)."""
+        r = self.config.neuron.rail / self.config.neuron.v_unit
+        return self.gain * r * jnp.tanh((v + self.offset) / r)
+
+    def dac(self, x: Array) -> Array:
+        p, vu = self.config.periphery, self.config.neuron.v_unit
+        return quantize(x * vu, p.dac_bits, p.dac_range) / vu
+
+    def drive(self, v: Array, x: Array) -> Array:
+        """``sum_j W_ij u_j + b_i`` for every neuron (units of ``v_unit``)."""
+        g_ref = self.config.crossbar.G_ref
+        u = self.layers(self.rho(v))
+        below = [self.dac(x)] + u[:-1]
+        out = []
+        for l in range(len(u)):
+            d = self.forward[l].weight(g_ref) @ below[l] + self.biases[l].weight(g_ref)
+            if l + 1 < len(u):
+                d = d + self.feedback[l].weight(g_ref) @ u[l + 1]
+            out.append(d)
+        return jnp.concatenate(out)
+
+    def force(self, s: Array, x: Array) -> Array:
+        v = self.voltages(s)
+        d = self.drive(v, x)
+        if not self.has_pole:
+            return -v + d
+        y = s[self.n_neurons:]
+        ratio = self.config.neuron.amp_pole_tau / self.tau
+        return jnp.concatenate([-v + y, (d - y) / ratio])
+
+    def init_state(self, x: Array) -> Array:
+        return jnp.zeros(self.state_shape, self.offset.dtype)
+
+    def sample_phase(self, key) -> "Chip":
+        sigma = self.config.crossbar.read_noise
+        if sigma == 0:
+            return self
+        keys = iter(jax.random.split(key, len(self.tiles())))
+        noisy = lambda ts: tuple(t.with_read_noise(next(keys), sigma) for t in ts)  # noqa: E731
+        return eqx.tree_at(lambda c: (c.forward, c.feedback, c.biases), self,
+                           (noisy(self.forward), noisy(self.feedback), noisy(self.biases)))
+
+    def noise(self):
+        """White-noise amplitude per state (units of ``v_unit`` per ``sqrt(tau)``).
+
+        Node: the leak conductance's Johnson noise (two-sided PSD ``2 k T g_leak``) gives
+        ``sqrt(2 k T / C) / v_unit``, so an isolated node has variance ``kT / C``. Crossbar:
+        each row's devices (PSD ``2 k T sum G``) through the ``1/G_ref`` stage give
+        ``sqrt(2 k T sum_j G_ij / tau) / (G_ref v_unit)``, entering the node (or the amplifier).
+        """
+        cfg = self.config
+        kt = K_B * cfg.noise.temperature
+        if kt == 0 or not (cfg.neuron.kTC_noise or cfg.crossbar.thermal_noise):
+            return None
+        vu, n = cfg.neuron.v_unit, self.n_neurons
+        node = jnp.full((n,), math.sqrt(2 * kt / cfg.neuron.C) / vu if cfg.neuron.kTC_noise else 0.0,
+                        self.offset.dtype)
+        xbar = jnp.zeros((n,), self.offset.dtype)
+        if cfg.crossbar.thermal_noise:
+            rows = []
+            for l in range(len(self.sizes) - 1):
+                g = [self.forward[l], self.biases[l]] + ([self.feedback[l]] if l < len(self.feedback) else [])
+                rows.append(sum(jnp.sum(t.g_pos + t.g_neg, axis=-1) if t.g_pos.ndim == 2
+                                else t.g_pos + t.g_neg for t in g))
+            gsum = jnp.concatenate(rows)
+            xbar = jnp.sqrt(2 * kt * gsum / self.tau) / (cfg.crossbar.G_ref * vu)
+        if not self.has_pole:
+            return jnp.sqrt(node**2 + xbar**2)
+        ratio = cfg.neuron.amp_pole_tau / self.tau
+        return jnp.concatenate([node, xbar / ratio])
+
+    def as_model(self) -> LeakyNetwork:
+        """The network the chip's conductances currently encode (ignoring circuit mismatch)."""
+        return self._as_network(lambda t: t.weight(self.config.crossbar.G_ref), self)
+
+    def weight_gradient(self, grads: "Chip") -> LeakyNetwork:
+        """A chip gradient (w.r.t. conductances) in weight units, shaped like :meth:`as_model`:
+        ``dL/dW = G_ref dL/dG+ = -G_ref dL/dG-`` (the average of both)."""
+        g_ref = self.config.crossbar.G_ref
+        return self._as_network(lambda t: g_ref * (t.g_pos - t.g_neg) / 2, grads)
+
+    def _as_network(self, f, chip) -> LeakyNetwork:
+        params = tuple(tuple(f(t) for t in ts) for ts in (chip.forward, chip.feedback, chip.biases))
+        return LeakyNetwork(self.sizes, key=None, parameters=params)
