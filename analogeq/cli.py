@@ -46,6 +46,17 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from analogeq.compare import compare, format_compare
+
+    cfg = config_from_args(args)
+    report = compare(cfg, args.hardware, args.out, n_chips=args.n_chips,
+                     train_steps=args.train_steps, progress=not args.no_progress)
+    print(format_compare(report))
+    print(f"wrote {args.out}/report.json, monte_carlo.png" + (", learning_curves.png" if "training" in report else ""))
+    return 0
+
+
 def cmd_demo(args) -> int:
     from analogeq.demo import run_demo
 
@@ -61,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train an equilibrium network (digital emulator)",
+    p = sub.add_parser("train", help="train an equilibrium network (digital emulator or, with "
+                       "--hardware, on a simulated chip)",
                        description="Train with EP/AsymEP or an exact reference; writes metrics.jsonl, "
                        "summary.json, learning_curves.png and a checkpoint into --out.")
     p.add_argument("--config", type=Path, help="TOML file with TrainConfig fields (or a [train] table)")
@@ -70,6 +82,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_config_options(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("compare", help="analog chip vs digital emulator on the same model, data and seeds",
+                       description="Fixed-point error, gradient cosines (analog EP, digital EP, implicit "
+                       "adjoints of the model and of the chip), settle time, a Monte Carlo over chip "
+                       "instances and test accuracy over training of both realizations; writes "
+                       "report.json and PNG plots into --out.")
+    p.add_argument("--hardware", default="realistic",
+                   help="chip preset from device_models/ or a TOML file (default: realistic)")
+    p.add_argument("--n-chips", type=int, default=8, help="chip instances in the Monte Carlo (default 8)")
+    p.add_argument("--train-steps", type=int, default=None,
+                   help="training steps for both realizations (0: no training; default: --steps)")
+    p.add_argument("--config", type=Path, help="TOML file with TrainConfig fields")
+    p.add_argument("--out", default="runs/compare", help="output directory (default: runs/compare)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    _add_config_options(p)
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("demo", help="the main job: train on digits and print the comparison table")
     p.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")

@@ -47,7 +47,9 @@ class TrainConfig:
     nudged steps, residual ``tol``, ``stop_at_tol``. Optimizer: ``optimizer``, ``lr``,
     ``batch_size``, ``steps``. Book-keeping: ``seed``, ``eval_every``, ``probe_every`` (EP vs
     implicit-adjoint gradient cosine), ``checkpoint_every``, ``gate`` (leave unconverged
-    samples out of the update), ``dtype``.
+    samples out of the update), ``dtype``. Realization: ``hardware`` is empty for the digital
+    emulator, else a preset name from ``device_models/`` or a TOML path: the model is realized
+    on that chip (instance drawn from ``chip_seed``) and trained physically.
     """
 
     task: str = "digits"
@@ -76,6 +78,8 @@ class TrainConfig:
     checkpoint_every: int = 500
     gate: bool = True
     dtype: str = "float32"
+    hardware: str = ""
+    chip_seed: int = 0
 
     def __post_init__(self):
         from analogeq.data import TASKS
@@ -99,6 +103,12 @@ class TrainConfig:
         for name in ("T1", "T2", "batch_size", "steps", "eval_every", "probe_every", "checkpoint_every"):
             _count(name, getattr(self, name))
         _count("seed", self.seed, 0)
+        _count("chip_seed", self.chip_seed, 0)
+        if self.hardware and self.ep_kind == "holomorphic" and self.estimator == "ep":
+            raise ValueError("ep_kind 'holomorphic' needs complex nudges, which a chip cannot apply; "
+                             "use 'centered' or 'one-sided' with hardware")
+        if self.hardware and self.model != "leaky":
+            raise ValueError(f"hardware realizes the 'leaky' model only; got model {self.model!r}")
 
     def replace(self, **changes) -> "TrainConfig":
         """A copy with some fields changed (validated again)."""

@@ -39,3 +39,29 @@ def plot_learning_curves(runs: dict[str, list[dict]], path: str | Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+MC_PANELS = [
+    ("test_acc", "test accuracy"),
+    ("fixed_point_error", "fixed-point error vs emulator"),
+    ("cos_ep_vs_chip_exact", "cos(analog EP, chip exact)"),
+    ("cos_ep_vs_digital_exact", "cos(analog EP, digital exact)"),
+]
+
+
+def plot_monte_carlo(mc: dict, path: str | Path) -> Path:
+    """One strip per metric of a Monte Carlo over chips: every chip as a dot, mean +- std."""
+    fig, axes = plt.subplots(1, len(MC_PANELS), figsize=(4 * len(MC_PANELS), 3.2))
+    for ax, (key, title) in zip(axes, MC_PANELS):
+        vals = mc[key]["values"]
+        ax.plot(range(len(vals)), vals, "o", ms=4)
+        ax.axhline(mc[key]["mean"], color="k", lw=1)
+        ax.axhspan(mc[key]["mean"] - mc[key]["std"], mc[key]["mean"] + mc[key]["std"], color="k", alpha=0.1)
+        ax.set(title=title, xlabel="chip instance")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

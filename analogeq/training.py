@@ -111,9 +111,10 @@ def make_train_step(parts: RunParts, gate: bool):
     return step
 
 
-def evaluate(model, cost: AbstractCost, relaxation: AbstractRelaxation, xs, ys) -> dict:
-    """Free phase on a data set: accuracy, mean cost and how many samples did not converge."""
-    free = _eval_free(model, relaxation, jnp.asarray(xs))
+def evaluate(model, cost: AbstractCost, relaxation: AbstractRelaxation, xs, ys, key=None) -> dict:
+    """Free phase on a data set: accuracy, mean cost, how many samples did not converge and the
+    mean settle time (units of ``tau``). ``key`` drives the realization's noise."""
+    free = _eval_free(model, relaxation, jnp.asarray(xs), key)
     y = jax.vmap(model.readout)(free.state)
     ys = jnp.asarray(ys)
     return {
@@ -121,24 +122,26 @@ def evaluate(model, cost: AbstractCost, relaxation: AbstractRelaxation, xs, ys) 
         "test_loss": float(jnp.mean(jax.vmap(cost)(y, ys))),
         "test_unconverged": int(jnp.sum(~free.converged)),
         "test_residual_max": float(jnp.max(free.residual)),
+        "settle_time_tau": float(jnp.mean(free.time)),
     }
 
 
 @eqx.filter_jit
-def _eval_free(model, relaxation, xs):
-    return free_phase(model, relaxation, xs)
+def _eval_free(model, relaxation, xs, key):
+    return free_phase(model, relaxation, xs, key)
 
 
 @eqx.filter_jit
-def _probe(model, cost, relaxation, estimator, xs, ys):
-    ours = estimator.estimate(model, cost, relaxation, xs, ys, gate=False)
-    exact = ImplicitAdjoint().estimate(model, cost, relaxation, xs, ys, gate=False)
+def _probe(model, cost, relaxation, estimator, xs, ys, key):
+    ours = estimator.estimate(model, cost, relaxation, xs, ys, gate=False, key=key)
+    exact = ImplicitAdjoint().estimate(model, cost, relaxation, xs, ys, gate=False, key=key)
     return ours.grads, exact.grads
 
 
-def gradient_probe(model, cost, relaxation, estimator, xs, ys) -> dict:
-    """Cosine and relative error of the run's gradient against the implicit adjoint."""
-    g, ref = _probe(model, cost, relaxation, estimator, jnp.asarray(xs), jnp.asarray(ys))
+def gradient_probe(model, cost, relaxation, estimator, xs, ys, key=None) -> dict:
+    """Cosine and relative error of the run's gradient against the implicit adjoint of the
+    same field (the chip's own field on an analog run), on the same noise draw."""
+    g, ref = _probe(model, cost, relaxation, estimator, jnp.asarray(xs), jnp.asarray(ys), key)
     overall = compare_gradients(g, ref)["overall"]
     return {"grad_cosine": overall["cosine"], "grad_rel_error": overall["rel_error"]}
 
@@ -194,11 +197,18 @@ def train(
         resume: continue from the checkpoint in ``out_dir`` (same configuration except
             :data:`RESUMABLE_CHANGES`); the continuation is bit-identical to an uninterrupted run.
         progress: show a progress bar.
-        parts: pre-built run parts (e.g. an analog chip); default :func:`build_digital`.
+        parts: pre-built run parts; default :func:`build_digital`, or the chip of
+            ``cfg.hardware`` (:func:`analogeq.hardware.run.build_analog`).
         label: the run's name in the progress bar and summary (default ``parts.label``).
         log: where one-line messages go (default: nowhere).
     """
-    parts = parts if parts is not None else build_digital(cfg)
+    if parts is None:
+        if cfg.hardware:
+            from analogeq.hardware.run import build_analog
+
+            parts = build_analog(cfg, cfg.hardware)
+        else:
+            parts = build_digital(cfg)
     label = label or parts.label
     data, log = parts.data, log or (lambda msg: None)
     out = Path(out_dir) if out_dir is not None else None
@@ -229,10 +239,14 @@ def train(
             with open(out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(rec) + "\n")
 
+    eval_key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 3)
+
     def do_eval(k, m):
-        rec = {"kind": "eval", "step": k, **evaluate(m, parts.cost, parts.relaxation, data.x_test, data.y_test)}
+        rec = {"kind": "eval", "step": k,
+               **evaluate(m, parts.cost, parts.relaxation, data.x_test, data.y_test, eval_key)}
         if parts.estimator is not None and not isinstance(parts.estimator, ImplicitAdjoint):
-            rec.update(gradient_probe(m, parts.cost, parts.relaxation, parts.estimator, probe_x, probe_y))
+            rec.update(gradient_probe(m, parts.cost, parts.relaxation, parts.estimator, probe_x,
+                                      probe_y, eval_key))
         record(rec)
         return rec
 

@@ -138,3 +138,37 @@ def test_chip_relaxation_errors(leaky, batch):
             realize(leaky, ChipConfig.ideal(), jax.random.PRNGKey(0)), COST, ChipRelaxation(ChipConfig.ideal()), *batch)
     with pytest.raises(ValueError, match="noiseless"):
         aq.free_phase(chip, aq.EulerRelaxation(), batch[0], key=jax.random.PRNGKey(0))
+
+
+def test_ideal_chip_trains_like_the_emulator():
+    from analogeq.config import TrainConfig
+    from analogeq.hardware.run import build_analog
+    from analogeq.training import train
+
+    cfg = TrainConfig(hidden=(16,), steps=5, eval_every=5, dtype="float64", T1=400, tol=1e-10,
+                      stop_at_tol=True)
+    hw = ChipConfig.ideal().replace(**{"dynamics.steady_tol": 1e-10})
+    digital = train(cfg, None, progress=False)
+    chip = train(cfg, None, progress=False, parts=build_analog(cfg, hw))
+    for a, b in zip(jax.tree_util.tree_leaves(chip.model.as_model()), jax.tree_util.tree_leaves(digital.model)):
+        np.testing.assert_allclose(a, b, atol=1e-7)
+    assert chip.summary["final_test_acc"] == digital.summary["final_test_acc"]
+
+
+def test_update_writes_quantized_levels_within_bounds(leaky):
+    import optax
+
+    from analogeq.hardware import ConductanceUpdater
+
+    cfg = ChipConfig.ideal().replace(**{"crossbar.n_levels": 16, "crossbar.d2d_bounds": 0.2})
+    chip = realize(leaky, cfg, jax.random.PRNGKey(0))
+    grads = jax.tree_util.tree_map(lambda x: jnp.ones_like(x) * 1e3, chip)
+    upd = ConductanceUpdater(optax.sgd(1.0), rounding="nearest")
+    new, _ = upd.update(chip, grads, upd.init(chip), jax.random.PRNGKey(1))
+    for t in new.tiles():
+        step = (t.hi[0] - t.lo[0]) / 15
+        frac = (t.g_pos - t.lo[0]) / step
+        np.testing.assert_allclose(frac, np.round(frac), atol=1e-6)
+        assert bool(jnp.all((t.g_pos >= t.lo[0]) & (t.g_pos <= t.hi[0])))
+    # A positive gradient lowers every weight.
+    assert bool(jnp.all(new.as_model().weights[0] <= chip.as_model().weights[0] + 1e-12))

@@ -109,11 +109,11 @@ BAD = [
     ("noise.temperature", math.inf),
     ("noise.temperature", "300K"),
     ("noise.temperature", None),
-    # dynamics (realistic base: settle_time = 2e-6 s, average_window = 1e-7 s)
+    # dynamics (realistic base: settle_time = 4e-7 s, average_window = 5e-8 s)
     ("dynamics.settle_time", 0.0),
     ("dynamics.settle_time", -1e-6),
     ("dynamics.settle_time", math.inf),
-    ("dynamics.settle_time", 5e-8),  # < average_window
+    ("dynamics.settle_time", 4e-8),  # < average_window
     ("dynamics.settle_time", "adaptive"),
     ("dynamics.steady_tol", 0.0),
     ("dynamics.steady_tol", -1e-6),

@@ -57,3 +57,11 @@ def global_norm(tree) -> Array:
     """Euclidean norm over every array leaf."""
     leaves = jax.tree_util.tree_leaves(eqx.filter(tree, eqx.is_array))
     return jnp.sqrt(sum(jnp.sum(jnp.abs(x) ** 2) for x in leaves))
+
+
+def tree_cosine(a, b) -> Array:
+    """Cosine between two gradient pytrees (traceable: usable inside jit and vmap)."""
+    la = jax.tree_util.tree_leaves(eqx.filter(a, eqx.is_array))
+    lb = jax.tree_util.tree_leaves(eqx.filter(b, eqx.is_array))
+    dot = sum(jnp.sum(x * y) for x, y in zip(la, lb))
+    return dot / (global_norm(a) * global_norm(b))

@@ -467,7 +467,7 @@ class DynamicsConfig(_Section):
             window (or after the steady-state event) [s], ``>= 0``; ``0`` = instantaneous
             sample. In fixed mode ``average_window <= settle_time``. Default ``0.0``.
         sde_dt: time step [s] of the Euler--Maruyama integration used when noise is on,
-            ``> 0``; ``None`` = a fifth of the fastest time constant (``tau`` or the amplifier
+            ``> 0``; ``None`` = half the fastest time constant (``tau`` or the amplifier
             pole). Default ``None``.
     """
 
@@ -481,7 +481,7 @@ class DynamicsConfig(_Section):
         0.0, "time-averaged readout window, 0 = instantaneous", "s", ge=0.0
     )
     sde_dt: float | None = _opt_real(
-        None, "fixed time step of the noisy (SDE) dynamics; None = a fifth of the fastest "
+        None, "fixed time step of the noisy (SDE) dynamics; None = half the fastest "
         "time constant", "s", gt=0.0
     )
 

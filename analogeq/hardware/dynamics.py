@@ -53,7 +53,7 @@ class ChipRelaxation(AbstractRelaxation):
         if dyn.sde_dt is not None:
             return dyn.sde_dt / self.tau
         fastest = min(1.0, nc.amp_pole_tau / self.tau) if nc.amp_pole_tau > 0 else 1.0
-        return fastest / 5
+        return fastest / 2
 
     def read(self, state):
         """The ADC's view of a state: voltages quantized over ``+-adc_range``."""
@@ -108,6 +108,15 @@ class ChipRelaxation(AbstractRelaxation):
                                       throw=False)
             state, t_end = jnp.mean(sol.ys, axis=0), jnp.asarray(t1, s0.dtype)
         return self._result(field, state, sol, t_end)
+
+    def trajectory(self, field, s0, ts):
+        """Noise-free ODE solution at times ``ts`` (units of ``tau``), shape ``(len(ts), *s0.shape)``."""
+        sol = diffrax.diffeqsolve(
+            diffrax.ODETerm(lambda t, y, args: field(y)), diffrax.Tsit5(), 0.0, ts[-1], 0.05, s0,
+            saveat=diffrax.SaveAt(ts=ts), stepsize_controller=diffrax.PIDController(rtol=self.rtol, atol=self.atol),
+            max_steps=self.max_steps,
+        )
+        return sol.ys
 
     def _sde(self, field, s0, key, noise) -> RelaxResult:
         dyn = self.config.dynamics

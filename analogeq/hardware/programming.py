@@ -21,8 +21,9 @@ def program(target, lo, hi, cb: CrossbarConfig, key, rounding: str = "nearest", 
     With ``n_levels >= 2`` each device has ``n_levels`` evenly spaced levels between its own
     bounds; ``rounding="stochastic"`` rounds up with probability equal to the fractional
     position (unbiased, so writes smaller than a level still act on average). A device whose
-    level changes gets programming noise ``prog_noise (G_max - G_min) xi``; with ``current``
-    given, a device whose level stays is left untouched (it is not written).
+    level changes gets programming noise ``prog_noise (G_max - G_min) xi``. With ``current``
+    given (an update), the write starts from the level nearest the device's present conductance
+    and a device whose level stays is left untouched (it is not written).
     """
     if rounding not in ROUNDINGS:
         raise ValueError(f"unknown rounding {rounding!r}; choose one of {ROUNDINGS}")
@@ -30,13 +31,20 @@ def program(target, lo, hi, cb: CrossbarConfig, key, rounding: str = "nearest", 
     t = jnp.clip(target, lo, hi)
     if cb.n_levels >= 2:
         step = (hi - lo) / (cb.n_levels - 1)
-        pos = (t - lo) / step
+        if current is None:
+            pos = (t - lo) / step
+        else:
+            # A write moves a device from the level it sits at (its programming error is not
+            # the controller's to know) by the requested change.
+            now = jnp.clip(jnp.round((current - lo) / step), 0, cb.n_levels - 1)
+            pos = now + (t - current) / step
         if rounding == "stochastic":
             level = jnp.floor(pos + jax.random.uniform(k_round, pos.shape, pos.dtype))
         else:
             level = jnp.round(pos)
-        new = lo + jnp.clip(level, 0, cb.n_levels - 1) * step
-        written = jnp.ones(t.shape, bool) if current is None else level != jnp.round((current - lo) / step)
+        level = jnp.clip(level, 0, cb.n_levels - 1)
+        new = lo + level * step
+        written = jnp.ones(t.shape, bool) if current is None else level != now
     else:
         new = t
         written = jnp.ones(t.shape, bool) if current is None else t != current
