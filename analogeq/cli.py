@@ -50,7 +50,8 @@ def cmd_compare(args) -> int:
     from analogeq.compare import compare, format_compare
 
     cfg = config_from_args(args)
-    report = compare(cfg, args.hardware, args.out, n_chips=args.n_chips,
+    hardware = cfg.hardware or "realistic"
+    report = compare(cfg.replace(hardware=""), hardware, args.out, n_chips=args.n_chips,
                      train_steps=args.train_steps, progress=not args.no_progress)
     print(format_compare(report))
     print(f"wrote {args.out}/report.json, monte_carlo.png" + (", learning_curves.png" if "training" in report else ""))
@@ -87,9 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Fixed-point error, gradient cosines (analog EP, digital EP, implicit "
                        "adjoints of the model and of the chip), settle time, a Monte Carlo over chip "
                        "instances and test accuracy over training of both realizations; writes "
-                       "report.json and PNG plots into --out.")
-    p.add_argument("--hardware", default="realistic",
-                   help="chip preset from device_models/ or a TOML file (default: realistic)")
+                       "report.json and PNG plots into --out. The chip is --hardware (a preset from "
+                       "device_models/ or a TOML file; default: realistic).")
     p.add_argument("--n-chips", type=int, default=8, help="chip instances in the Monte Carlo (default 8)")
     p.add_argument("--train-steps", type=int, default=None,
                    help="training steps for both realizations (0: no training; default: --steps)")

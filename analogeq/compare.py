@@ -23,7 +23,7 @@ from analogeq.hardware.config import ChipConfig
 from analogeq.hardware.dynamics import ChipRelaxation
 from analogeq.hardware.realize import realize
 from analogeq.hardware.run import build_analog, load_hardware
-from analogeq.training import RunParts, build_digital, train
+from analogeq.training import build_digital, train
 
 
 def _rel_err(a, b):
@@ -31,7 +31,7 @@ def _rel_err(a, b):
 
 
 @partial(eqx.filter_jit)
-def chip_metrics(parts: RunParts, hw: ChipConfig, model, keys, xs, ys, test_x, test_y, digital_states, digital_exact):
+def chip_metrics(estimator, cost, hw: ChipConfig, model, keys, xs, ys, test_x, test_y, digital_states, digital_exact):
     """Per-chip metrics for chip instances of ``model`` drawn from ``keys`` (vectorized).
 
     Returns a dict of arrays with one entry per key: ``fixed_point_error`` (node voltages vs the
@@ -43,8 +43,8 @@ def chip_metrics(parts: RunParts, hw: ChipConfig, model, keys, xs, ys, test_x, t
     def one(key):
         k_chip, k_noise, k_test = jax.random.split(key, 3)
         chip = realize(model, hw, k_chip)
-        ep = parts.estimator.estimate(chip, parts.cost, relax, xs, ys, gate=False, key=k_noise)
-        exact = ImplicitAdjoint().estimate(chip, parts.cost, relax, xs, ys, gate=False, key=k_noise)
+        ep = estimator.estimate(chip, cost, relax, xs, ys, gate=False, key=k_noise)
+        exact = ImplicitAdjoint().estimate(chip, cost, relax, xs, ys, gate=False, key=k_noise)
         g_ep = chip.weight_gradient(ep.grads)
         test = free_phase(chip, relax, test_x, k_test)
         y = jax.vmap(chip.readout)(test.state)
@@ -67,17 +67,23 @@ def monte_carlo(cfg: TrainConfig, hardware, model=None, n_chips: int = 8, n_prob
     model = digital.model if model is None else model
     d = digital.data
     xs, ys = jnp.asarray(d.x_train[:n_probe]), jnp.asarray(d.y_train[:n_probe])
-    dfree = free_phase(model, digital.relaxation, xs)
-    dexact = ImplicitAdjoint().estimate(model, digital.cost, digital.relaxation, xs, ys, gate=False)
+    dep, dexact = _ep_and_exact(digital.estimator, digital.cost, digital.relaxation, model, xs, ys, None)
     keys = jax.random.split(jax.random.PRNGKey(cfg.chip_seed), n_chips)
-    per = chip_metrics(digital, hw, model, keys, xs, ys, jnp.asarray(d.x_test), jnp.asarray(d.y_test),
-                       dfree.state, dexact.grads)
+    per = chip_metrics(digital.estimator, digital.cost, hw, model, keys, xs, ys, jnp.asarray(d.x_test), jnp.asarray(d.y_test),
+                       dep.free.state, dexact.grads)
     return {k: _dist(np.asarray(v)) for k, v in per.items()}
 
 
 def _dist(v: np.ndarray) -> dict:
     return {"mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()),
             "max": float(v.max()), "values": v.tolist()}
+
+
+@eqx.filter_jit
+def _ep_and_exact(estimator, cost, relaxation, model, xs, ys, key):
+    ep = estimator.estimate(model, cost, relaxation, xs, ys, gate=False, key=key)
+    exact = ImplicitAdjoint().estimate(model, cost, relaxation, xs, ys, gate=False, key=key)
+    return ep, exact
 
 
 def gradient_report(cfg: TrainConfig, hardware, n_probe: int = 64) -> dict:
@@ -88,10 +94,8 @@ def gradient_report(cfg: TrainConfig, hardware, n_probe: int = 64) -> dict:
     xs, ys = jnp.asarray(d.x_train[:n_probe]), jnp.asarray(d.y_train[:n_probe])
     key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 3)
     chip, relax = analog.model, analog.relaxation
-    dig_ep = digital.estimator.estimate(digital.model, digital.cost, digital.relaxation, xs, ys, gate=False)
-    dig_exact = ImplicitAdjoint().estimate(digital.model, digital.cost, digital.relaxation, xs, ys, gate=False)
-    ana_ep = analog.estimator.estimate(chip, analog.cost, relax, xs, ys, gate=False, key=key)
-    ana_exact = ImplicitAdjoint().estimate(chip, analog.cost, relax, xs, ys, gate=False, key=key)
+    dig_ep, dig_exact = _ep_and_exact(digital.estimator, digital.cost, digital.relaxation, digital.model, xs, ys, None)
+    ana_ep, ana_exact = _ep_and_exact(analog.estimator, analog.cost, relax, chip, xs, ys, key)
     g_ana, g_chip = chip.weight_gradient(ana_ep.grads), chip.weight_gradient(ana_exact.grads)
     cos = lambda a, b: float(tree_cosine(a, b))  # noqa: E731
     free_v = ana_ep.free.state[:, : chip.n_neurons]
@@ -142,7 +146,8 @@ def compare(
     }
     if steps > 0:
         run = cfg.replace(steps=steps)
-        digital = train(run, None if out is None else out / "digital", progress=progress, label="digital emulator")
+        digital = train(run, None if out is None else out / "digital", progress=progress,
+                        parts=build_digital(run), label="digital emulator")
         analog = train(run, None if out is None else out / "chip", progress=progress,
                        parts=build_analog(run, hw), label="analog chip")
         report["training"] = {"digital emulator": digital.summary, "analog chip": analog.summary}

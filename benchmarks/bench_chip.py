@@ -92,7 +92,7 @@ def monte_carlo_timing(cfg: TrainConfig, n_chips: int, n_probe: int, n_test: int
     dfree = free_phase(model, digital.relaxation, xs)
     dexact = ImplicitAdjoint().estimate(model, digital.cost, digital.relaxation, xs, ys, gate=False)
     keys = jax.random.split(jax.random.PRNGKey(0), n_chips)
-    args = (digital, hw, model)
+    args = (digital.estimator, digital.cost, hw, model)
     rest = (xs, ys, tx, ty, dfree.state, dexact.grads)
 
     def run(k):
@@ -125,7 +125,8 @@ def main():
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = TrainConfig(optimizer="sgd", lr=0.3, beta=0.2, steps=10 if args.quick else args.steps,
+    cfg = TrainConfig(optimizer="sgd", lr=0.1, beta=0.2, correction="asym-tracking",
+                      steps=10 if args.quick else args.steps,
                       eval_every=10_000, probe_every=10_000)
     sweeps = {k: v[:2] for k, v in SWEEPS.items()} if args.quick else SWEEPS
     info = {"machine": f"{platform.processor() or platform.machine()}, {jax.device_count()} JAX device(s) "

@@ -74,9 +74,9 @@ def test_time_averaged_readout_reduces_noise(leaky, batch):
     base = ChipConfig.preset("realistic").replace(**{"crossbar.read_noise": 0.0, "neuron.C": 1e-15})
     spread = []
     for window in (0.0, 5e-8):
-        cfg = base.replace(**{"dynamics.average_window": window})
+        cfg = base.replace(**{"dynamics.average_window": window, "dynamics.settle_time": 1.5e-7})
         chip = realize(leaky, cfg, jax.random.PRNGKey(3))
-        xs = jnp.broadcast_to(batch[0][0], (200, 8))
+        xs = jnp.broadcast_to(batch[0][0], (100, 8))
         free = aq.free_phase(chip, ChipRelaxation(cfg), xs, key=jax.random.PRNGKey(4))
         spread.append(float(jnp.mean(jnp.std(free.state, axis=0))))
     assert spread[1] < 0.6 * spread[0]
@@ -145,13 +145,15 @@ def test_ideal_chip_trains_like_the_emulator():
     from analogeq.hardware.run import build_analog
     from analogeq.training import train
 
-    cfg = TrainConfig(hidden=(16,), steps=5, eval_every=5, dtype="float64", T1=400, tol=1e-10,
-                      stop_at_tol=True)
+    # SGD: Adam's per-parameter normalization would amplify the ODE-vs-Euler differences of
+    # near-zero gradients.
+    cfg = TrainConfig(hidden=(16,), steps=5, eval_every=5, dtype="float64", T1=400, T2=400, tol=1e-10,
+                      stop_at_tol=True, optimizer="sgd", lr=0.3)
     hw = ChipConfig.ideal().replace(**{"dynamics.steady_tol": 1e-10})
     digital = train(cfg, None, progress=False)
     chip = train(cfg, None, progress=False, parts=build_analog(cfg, hw))
     for a, b in zip(jax.tree_util.tree_leaves(chip.model.as_model()), jax.tree_util.tree_leaves(digital.model)):
-        np.testing.assert_allclose(a, b, atol=1e-7)
+        np.testing.assert_allclose(a, b, atol=1e-8)
     assert chip.summary["final_test_acc"] == digital.summary["final_test_acc"]
 
 

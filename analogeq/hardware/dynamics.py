@@ -29,19 +29,25 @@ class ChipRelaxation(AbstractRelaxation):
     Attributes:
         config: the hardware description (dynamics, neuron time constants, ADC).
         max_time: horizon of the adaptive steady-state solve (units of ``tau``).
-        rtol, atol: tolerances of the adaptive ODE solver.
+        rtol, atol: tolerances of the adaptive ODE solver (``None``: derived from
+            ``dynamics.steady_tol`` so the solver can reach the residual it is asked for).
         max_steps: solver step budget per settle.
     """
 
     config: ChipConfig = eqx.field(static=True)
     max_time: float = eqx.field(static=True, default=2000.0)
-    rtol: float = eqx.field(static=True, default=1e-7)
-    atol: float = eqx.field(static=True, default=1e-9)
+    rtol: float | None = eqx.field(static=True, default=None)
+    atol: float | None = eqx.field(static=True, default=None)
     max_steps: int = eqx.field(static=True, default=100_000)
 
     @property
     def tau(self) -> float:
         return self.config.neuron.tau
+
+    def _controller(self):
+        rtol = self.rtol if self.rtol is not None else min(1e-6, 1e-2 * self.config.dynamics.steady_tol)
+        atol = self.atol if self.atol is not None else 1e-2 * rtol
+        return diffrax.PIDController(rtol=rtol, atol=atol)
 
     def seconds(self, t_tau):
         """Convert a time in units of ``tau`` to seconds."""
@@ -93,7 +99,7 @@ class ChipRelaxation(AbstractRelaxation):
     def _ode(self, field, s0) -> RelaxResult:
         dyn = self.config.dynamics
         term = diffrax.ODETerm(lambda t, y, args: field(y))
-        controller = diffrax.PIDController(rtol=self.rtol, atol=self.atol)
+        controller = self._controller()
         if dyn.adaptive:
             norm = lambda y: jnp.sqrt(jnp.sum(y**2))  # noqa: E731
             event = diffrax.Event(diffrax.steady_state_event(rtol=dyn.steady_tol, atol=0.0, norm=norm))
@@ -113,7 +119,7 @@ class ChipRelaxation(AbstractRelaxation):
         """Noise-free ODE solution at times ``ts`` (units of ``tau``), shape ``(len(ts), *s0.shape)``."""
         sol = diffrax.diffeqsolve(
             diffrax.ODETerm(lambda t, y, args: field(y)), diffrax.Tsit5(), 0.0, ts[-1], 0.05, s0,
-            saveat=diffrax.SaveAt(ts=ts), stepsize_controller=diffrax.PIDController(rtol=self.rtol, atol=self.atol),
+            saveat=diffrax.SaveAt(ts=ts), stepsize_controller=self._controller(),
             max_steps=self.max_steps,
         )
         return sol.ys
