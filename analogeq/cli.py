@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from analogeq.config import TrainConfig
+from analogeq.config import FIELD_HELP, TrainConfig
 
 
 def _add_config_options(p: argparse.ArgumentParser) -> None:
@@ -16,12 +16,13 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training options (override --config; same names as TrainConfig)")
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
+        help_ = f"{FIELD_HELP[f.name]} (default: {f.default!r})"
         if isinstance(f.default, bool):
-            g.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
+            g.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
         elif isinstance(f.default, tuple):
-            g.add_argument(flag, dest=f.name, type=int, nargs="+", default=None, metavar="N")
+            g.add_argument(flag, dest=f.name, type=int, nargs="+", default=None, metavar="N", help=help_)
         else:
-            g.add_argument(flag, dest=f.name, type=type(f.default), default=None)
+            g.add_argument(flag, dest=f.name, type=type(f.default), default=None, help=help_)
 
 
 def config_from_args(args) -> TrainConfig:

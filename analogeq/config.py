@@ -138,6 +138,38 @@ class TrainConfig:
         return "".join(f"{k} = {_toml_value(v)}\n" for k, v in self.to_dict().items())
 
 
+FIELD_HELP = {
+    "task": "data set (digits: scikit-learn's 8x8 digits, fixed stratified split)",
+    "model": "leaky (F = -s + W rho(s) + b, independent feedback) or hopfield (energy-based)",
+    "hidden": "hidden layer sizes, e.g. --hidden 128 or --hidden 256 128",
+    "asymmetry": "initial feedback asymmetry in [0, 1] (0: B = W^T, 1: independent)",
+    "gain": "weight initialization scale (entries N(0, gain^2 / fan_in))",
+    "cost": "squared_error or cross_entropy on the output neurons",
+    "estimator": "ep (force-form EP), implicit (exact adjoint), bptt, energy-ep (classic, hopfield)",
+    "ep_kind": "one-sided, centered or holomorphic",
+    "beta": "nudge strength (radius for holomorphic), > 0",
+    "n_points": "number of complex nudges N for holomorphic EP (>= 2)",
+    "correction": "none, asym (AsymEP) or asym-tracking (AsymEP linearized at the nudged states' mean)",
+    "eps": "Euler step of the emulator in units of tau, > 0",
+    "T1": "free-phase Euler steps (the maximum with --stop-at-tol)",
+    "T2": "nudged-phase Euler steps (the maximum with --stop-at-tol)",
+    "tol": "relative residual |F|/|s| below which a relaxation counts as converged",
+    "stop_at_tol": "stop relaxing once the residual is below --tol",
+    "optimizer": "adam or sgd",
+    "lr": "learning rate",
+    "batch_size": "samples per training step",
+    "steps": "training steps",
+    "seed": "seed of the model initialization and the batch order",
+    "eval_every": "steps between test-set evaluations",
+    "probe_every": "steps between gradient probes against the implicit adjoint",
+    "checkpoint_every": "steps between checkpoints",
+    "gate": "leave samples whose free phase did not converge out of the update",
+    "dtype": "float32 (as the research emulator runs) or float64",
+    "hardware": "train on a simulated chip: a preset from device_models/ or a TOML file",
+    "chip_seed": "seed of the chip instance (mismatch, programming error)",
+}
+
+
 def _toml_value(v) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"

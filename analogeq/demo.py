@@ -25,7 +25,7 @@ def run_demo(out: Path, steps: int | None = None, progress: bool = True, n_chips
     ``report.json``, ``learning_curves.png`` and ``monte_carlo.png`` into ``out``."""
     out = Path(out)
     cfg = DEMO_CONFIG if steps is None else DEMO_CONFIG.replace(steps=steps)
-    report = compare(cfg, DEMO_HARDWARE, None, n_chips=n_chips, progress=progress)
+    report = compare(cfg, DEMO_HARDWARE, out, n_chips=n_chips, progress=progress)
     plain = train(cfg.replace(correction="none"), out / "digital_no_correction", progress=progress,
                   label="emulator, EP without correction")
     report["training"]["emulator, no correction"] = plain.summary

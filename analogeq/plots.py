@@ -10,6 +10,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def save_figure(fig, path: str | Path) -> Path:
+    """Lay out, write as PNG (120 dpi, parent folders created) and close ``fig``."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def _series(history, kind, key):
     pts = [(r["step"], r[key]) for r in history if r["kind"] == kind and key in r]
     return [p[0] for p in pts], [p[1] for p in pts]
@@ -33,12 +43,7 @@ def plot_learning_curves(runs: dict[str, list[dict]], path: str | Path) -> Path:
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 MC_PANELS = [
@@ -59,9 +64,4 @@ def plot_monte_carlo(mc: dict, path: str | Path) -> Path:
         ax.axhspan(mc[key]["mean"] - mc[key]["std"], mc[key]["mean"] + mc[key]["std"], color="k", alpha=0.1)
         ax.set(title=title, xlabel="chip instance")
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import platform
 import time
@@ -29,21 +30,23 @@ import numpy as np  # noqa: E402
 from analogeq.compare import chip_metrics  # noqa: E402
 from analogeq.config import TrainConfig  # noqa: E402
 from analogeq.ep import ImplicitAdjoint, free_phase  # noqa: E402
-from analogeq.hardware import ChipConfig  # noqa: E402
+from analogeq.hardware import ChipConfig, ChipRelaxation  # noqa: E402
 from analogeq.hardware.run import build_analog  # noqa: E402
 from analogeq.training import build_digital, train  # noqa: E402
 
 SWEEPS = {
-    "crossbar.n_levels": [2, 4, 8, 16, 32, 64, 128, 256],
-    "crossbar.read_noise": [0.0, 0.01, 0.02, 0.05, 0.1],
-    "crossbar.d2d_bounds": [0.0, 0.1, 0.2, 0.3],
+    "crossbar.n_levels": [2, 4, 8, 16, 64, 256],
+    "crossbar.read_noise": [0.0, 0.01, 0.03, 0.1],
+    "crossbar.d2d_bounds": [0.0, 0.1, 0.3],
 }
 LABELS = {"crossbar.n_levels": "conductance levels", "crossbar.read_noise": "read noise (relative)",
           "crossbar.d2d_bounds": "device-to-device bound variation"}
 
 
 def sweep(cfg: TrainConfig, chips: int, sweeps: dict) -> list[dict]:
-    base = ChipConfig.ideal()
+    # Otherwise ideal chips read after a fixed 40 tau settle window (as the realistic preset);
+    # a chip that has not settled to a 1e-3 residual by then is reported and gated.
+    base = ChipConfig.ideal().replace(**{"dynamics.steady_tol": 1e-3, "dynamics.settle_time": 4e-7})
     rows = []
     for field, values in sweeps.items():
         for v in values:
@@ -52,7 +55,10 @@ def sweep(cfg: TrainConfig, chips: int, sweeps: dict) -> list[dict]:
             for c in range(chips):
                 run = cfg.replace(chip_seed=c)
                 hw = base.replace(**{field: v})
-                result = train(run, None, progress=False, parts=build_analog(run, hw))
+                # A chip that cannot settle (e.g. 2 levels: every weight at +-1) is cut off after
+                # 512 solver steps, reported unconverged and gated, instead of burning the budget.
+                parts = dataclasses.replace(build_analog(run, hw), relaxation=ChipRelaxation(hw, max_steps=512))
+                result = train(run, None, progress=False, parts=parts)
                 accs.append(result.summary["final_test_acc"])
             rows.append({"parameter": field, "value": v, "acc_mean": float(np.mean(accs)),
                          "acc_std": float(np.std(accs)), "acc_min": float(np.min(accs)),
@@ -117,8 +123,8 @@ def monte_carlo_timing(cfg: TrainConfig, n_chips: int, n_probe: int, n_test: int
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="benchmarks/results")
-    p.add_argument("--steps", type=int, default=300, help="training steps per chip")
-    p.add_argument("--chips", type=int, default=3, help="chip instances per sweep point")
+    p.add_argument("--steps", type=int, default=150, help="training steps per chip")
+    p.add_argument("--chips", type=int, default=2, help="chip instances per sweep point")
     p.add_argument("--mc-chips", type=int, default=64)
     p.add_argument("--quick", action="store_true", help="smoke test: 2 points per sweep, 10 steps")
     p.add_argument("--skip-sweeps", action="store_true")

@@ -227,7 +227,7 @@ def test_realistic_preset_numbers():
     cb = cfg.crossbar
     assert (cb.G_min, cb.G_max, cb.n_levels) == (1e-6, 1e-4, 64)
     assert cb.G_ref == pytest.approx(99e-6) and cb.w_max == pytest.approx(1.0)
-    assert (cb.prog_noise, cb.d2d_bounds, cb.read_noise) == (0.02, 0.1, 0.01)
+    assert (cb.prog_noise, cb.d2d_bounds, cb.read_noise) == (0.005, 0.1, 0.01)
     assert cfg.neuron.C == 1e-12 and cfg.neuron.rail == 1.0
     assert (cfg.neuron.offset_sigma, cfg.neuron.gain_sigma) == (1e-3, 0.02)
     assert (cfg.periphery.dac_bits, cfg.periphery.adc_bits) == (8, 8)

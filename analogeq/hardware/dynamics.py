@@ -38,7 +38,7 @@ class ChipRelaxation(AbstractRelaxation):
     max_time: float = eqx.field(static=True, default=2000.0)
     rtol: float | None = eqx.field(static=True, default=None)
     atol: float | None = eqx.field(static=True, default=None)
-    max_steps: int = eqx.field(static=True, default=100_000)
+    max_steps: int = eqx.field(static=True, default=4096)
 
     @property
     def tau(self) -> float:
