@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test test-all bench clean
+.PHONY: demo test test-all bench bench-chip clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ test-all: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install -q -e ".[bench]"
 	$(PY) benchmarks/bench_emulator.py --out benchmarks/results
+
+bench-chip: $(STAMP)
+	$(PY) benchmarks/bench_chip.py --out benchmarks/results
 
 clean:
 	rm -rf runs build *.egg-info .pytest_cache
