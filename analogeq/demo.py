@@ -12,10 +12,10 @@ from analogeq.config import TrainConfig
 from analogeq.training import train
 
 DEMO_HARDWARE = "realistic"
-# On-chip settings: plain SGD (the textbook on-chip rule; Adam's per-weight normalization
-# turns the chip's gradient noise into a random walk), a larger nudge that lifts the contrast
-# above the ADC step, and common-mode tracking, which keeps the AsymEP correction linearized where
-# the nudged phases actually settle under read noise (without it the chip diverges).
+# On-chip settings, chosen from measured runs (README, "Training on the simulated chip"):
+# plain SGD (Adam 2e-3 did worse on the chip), a nudge large enough to lift the contrast above
+# the ADC step, and common-mode tracking, which keeps the AsymEP correction linearized where the
+# nudged phases settle under read noise (plain AsymEP diverged with 1% read noise).
 DEMO_CONFIG = TrainConfig(optimizer="sgd", lr=0.1, beta=0.2, correction="asym-tracking", steps=500,
                           eval_every=50, probe_every=50)
 
