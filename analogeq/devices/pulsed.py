@@ -67,6 +67,17 @@ def _jit_call(fn, *args):
     return fn(*args)
 
 
+def _scan_signs(w0, signs, step):
+    """Weights after each write of a pulse-sign sequence: ``step(w, t, sign) -> w``."""
+
+    def body(w, ts):
+        w = step(w, *ts)
+        return w, w
+
+    signs = jnp.asarray(signs)
+    return jax.lax.scan(body, jnp.asarray(w0), (jnp.arange(signs.shape[0]), signs))[1]
+
+
 def _float_dtype(dtype=None):
     """``dtype`` if given, else the default float dtype (float64 when x64 is enabled)."""
     if dtype is not None:
@@ -256,17 +267,11 @@ class AbstractPulsedDevice(AbstractDevice):
         return _jit_call(type(self)._trace, self, w0, st, signs, key)
 
     def _trace(self, w0, st, signs, key):
-        w0 = jnp.asarray(w0)
-        signs = jnp.asarray(signs)
-
-        def body(w, ts):
-            t, s = ts
+        def step(w, t, s):
             xi = self._noise(key, t, w.shape, w.dtype)
-            w = jnp.where(s != 0, self._pulse(w, st, s > 0, xi), w)
-            return w, w
+            return jnp.where(s != 0, self._pulse(w, st, s > 0, xi), w)
 
-        _, ws = jax.lax.scan(body, w0, (jnp.arange(signs.shape[0]), signs))
-        return ws
+        return _scan_signs(w0, signs, step)
 
 
 # ====================================================================== concrete aihwkit models
@@ -760,15 +765,9 @@ class NeuroSimDevice(AbstractDevice):
         return _jit_call(type(self)._trace, self, w0, st, signs, key)
 
     def _trace(self, w0, st, signs, key):
-        w0 = jnp.asarray(w0)
-        signs = jnp.asarray(signs)
-
-        def body(w, ts):
-            t, s = ts
+        def step(w, t, s):
             xi = (jax.random.normal(jax.random.fold_in(key, t), w.shape, w.dtype)
                   if self.c2c_std > 0 else jnp.zeros(w.shape, w.dtype))
-            w = self._update(w, st, jnp.full(w.shape, s, jnp.int32), xi)
-            return w, w
+            return self._update(w, st, jnp.full(w.shape, s, jnp.int32), xi)
 
-        _, ws = jax.lax.scan(body, w0, (jnp.arange(signs.shape[0]), signs))
-        return ws
+        return _scan_signs(w0, signs, step)
