@@ -228,7 +228,9 @@ def train(
         _write_jsonl(out / "metrics.jsonl", history)
 
     step_fn = make_train_step(parts, cfg.gate)
-    base_key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 1)
+    # Noise draws (read noise, thermal noise, stochastic writes) belong to the chip instance too,
+    # so two chips trained from the same seed see different noise.
+    base_key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 1), cfg.chip_seed)
     probe_n = min(64, len(data.y_train))
     probe_x, probe_y = data.x_train[:probe_n], data.y_train[:probe_n]
 
@@ -239,7 +241,7 @@ def train(
             with open(out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(rec) + "\n")
 
-    eval_key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 3)
+    eval_key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 3), cfg.chip_seed)
 
     def do_eval(k, m):
         rec = {"kind": "eval", "step": k,
