@@ -9,3 +9,10 @@ from analogeq.ep import (
 from analogeq.models import AbstractConservativeModel, AbstractModel, HopfieldNetwork, LeakyNetwork
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "AbstractConservativeModel", "AbstractCost", "AbstractEstimator", "AbstractModel",
+    "AbstractRelaxation", "BPTT", "CrossEntropy", "EP", "EnergyEP", "Estimate", "EulerRelaxation",
+    "HopfieldNetwork", "ImplicitAdjoint", "LeakyNetwork", "RelaxResult", "SquaredError",
+    "compare_gradients", "force_gradient", "free_phase", "make_cost", "residual",
+]

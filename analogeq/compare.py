@@ -9,7 +9,6 @@ vectorized call); and, optionally, test accuracy over training of both realizati
 from __future__ import annotations
 
 import json
-from functools import partial
 from pathlib import Path
 
 import equinox as eqx
@@ -30,7 +29,7 @@ def _rel_err(a, b):
     return jnp.linalg.norm(a - b) / jnp.linalg.norm(b)
 
 
-@partial(eqx.filter_jit)
+@eqx.filter_jit
 def chip_metrics(estimator, cost, hw: ChipConfig, model, keys, xs, ys, test_x, test_y, digital_states, digital_exact):
     """Per-chip metrics for chip instances of ``model`` drawn from ``keys`` (vectorized).
 
@@ -43,8 +42,7 @@ def chip_metrics(estimator, cost, hw: ChipConfig, model, keys, xs, ys, test_x, t
     def one(key):
         k_chip, k_noise, k_test = jax.random.split(key, 3)
         chip = realize(model, hw, k_chip)
-        ep = estimator.estimate(chip, cost, relax, xs, ys, gate=False, key=k_noise)
-        exact = ImplicitAdjoint().estimate(chip, cost, relax, xs, ys, gate=False, key=k_noise)
+        ep, exact = _ep_and_exact(estimator, cost, relax, chip, xs, ys, k_noise)
         g_ep = chip.weight_gradient(ep.grads)
         test = free_phase(chip, relax, test_x, k_test)
         y = jax.vmap(chip.readout)(test.state)

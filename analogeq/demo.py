@@ -4,7 +4,6 @@ emulator to show what AsymEP fixes."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from analogeq.compare import compare, format_compare, write_report

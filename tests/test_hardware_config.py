@@ -6,7 +6,6 @@ import dataclasses
 import math
 import re
 import tomllib
-from pathlib import Path
 
 import numpy as np
 import pytest
