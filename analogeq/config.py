@@ -19,6 +19,7 @@ MODELS = ("leaky", "hopfield")
 ESTIMATORS = ("ep", "implicit", "bptt", "energy-ep")
 OPTIMIZERS = ("adam", "sgd")
 DTYPES = ("float32", "float64")
+UPDATES = ("deterministic", "stochastic", "mixed", "tiki-taka")
 
 
 def _choice(name, value, allowed):
@@ -49,7 +50,8 @@ class TrainConfig:
     implicit-adjoint gradient cosine), ``checkpoint_every``, ``gate`` (leave unconverged
     samples out of the update), ``dtype``. Realization: ``hardware`` is empty for the digital
     emulator, else a preset name from ``device_models/`` or a TOML path: the model is realized
-    on that chip (instance drawn from ``chip_seed``) and trained physically.
+    on that chip (instance drawn from ``chip_seed``) and trained physically; ``device`` (a pulsed
+    device preset) makes the updates pulses into that device, turned into pulses by ``update``.
     """
 
     task: str = "digits"
@@ -80,6 +82,8 @@ class TrainConfig:
     dtype: str = "float32"
     hardware: str = ""
     chip_seed: int = 0
+    device: str = ""
+    update: str = "deterministic"
 
     def __post_init__(self):
         from analogeq.data import TASKS
@@ -93,6 +97,7 @@ class TrainConfig:
         _choice("correction", self.correction, CORRECTIONS)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("dtype", self.dtype, DTYPES)
+        _choice("update", self.update, UPDATES)
         for n in self.hidden:
             _count("hidden (each layer size)", n)
         if not 0.0 <= self.asymmetry <= 1.0:
@@ -109,6 +114,9 @@ class TrainConfig:
                              "use 'centered' or 'one-sided' with hardware")
         if self.hardware and self.model != "leaky":
             raise ValueError(f"hardware realizes the 'leaky' model only; got model {self.model!r}")
+        if self.device and not self.hardware:
+            raise ValueError("device (a pulsed device preset) needs hardware (a chip preset) to live on; "
+                             "set --hardware, e.g. --hardware realistic")
 
     def replace(self, **changes) -> "TrainConfig":
         """A copy with some fields changed (validated again)."""
@@ -167,6 +175,10 @@ FIELD_HELP = {
     "dtype": "float32 (as the research emulator runs) or float64",
     "hardware": "train on a simulated chip: a preset from device_models/ or a TOML file",
     "chip_seed": "seed of the chip instance (mismatch, programming error)",
+    "device": "program the chip's conductances with pulses into this device preset (analogeq devices "
+              "list) or TOML file; empty: quantized writes to the chip's levels",
+    "update": "how updates become pulses with --device: deterministic, stochastic (pulse "
+              "coincidence), mixed (digital accumulator) or tiki-taka (fast + slow array)",
 }
 
 
