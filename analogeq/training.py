@@ -96,7 +96,7 @@ def make_train_step(parts: RunParts, gate: bool):
     def step(model, state, xb, yb, key):
         k_est, k_write = jax.random.split(key)
         est = estimator.estimate(model, cost, relaxation, xb, yb, gate=gate, key=k_est)
-        new_model, state = updater.update(model, est.grads, state, k_write)
+        new_model, state = updater.update(model, est.grads, state, k_write, estimate=est)
         y = jax.vmap(model.readout)(est.free.state)
         metrics = {
             "loss": jnp.mean(jax.vmap(cost)(y, yb)),

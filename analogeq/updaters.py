@@ -17,8 +17,12 @@ class AbstractUpdater(eqx.Module):
         """Updater state for ``model``."""
 
     @abc.abstractmethod
-    def update(self, model, grads, state, key):
-        """Apply ``grads`` (gradient of the loss) to ``model``; ``key`` feeds stochastic writes."""
+    def update(self, model, grads, state, key, estimate=None):
+        """Apply ``grads`` (gradient of the loss) to ``model``; ``key`` feeds stochastic writes.
+
+        ``estimate`` (an :class:`analogeq.ep.Estimate`) carries the per-sample local signals
+        the gradient was built from; updaters that write rank-one pulses per sample need it.
+        """
 
 
 class OptaxUpdater(AbstractUpdater):
@@ -29,8 +33,8 @@ class OptaxUpdater(AbstractUpdater):
     def init(self, model):
         return self.optimizer.init(eqx.filter(model, eqx.is_inexact_array))
 
-    def update(self, model, grads, state, key):
-        del key
+    def update(self, model, grads, state, key, estimate=None):
+        del key, estimate
         params = eqx.filter(model, eqx.is_inexact_array)
         updates, state = self.optimizer.update(grads, state, params)
         return eqx.apply_updates(model, updates), state

@@ -24,6 +24,13 @@ class Estimate(eqx.Module):
         contrast: per-sample adjoint estimates ``a`` (``(B, *state_shape)``).
         nudged_residual: per-sample residual of the nudged phase (0 for exact references).
         used: per-sample mask of the samples the gradient was built from.
+        inputs: the batch inputs ``(B, ...)`` (force-form estimators only, else ``None``).
+        at: the states at which ``dF/dtheta`` was taken, as the realization read them
+            (force-form estimators only, else ``None``).
+        weighted: the per-sample adjoints as they enter ``grads`` (``contrast`` times the
+            gating weight ``used / sum(used)``), so ``grads = sum_b weighted_b^T dF(at_b,
+            inputs_b)/dtheta`` (force-form estimators only, else ``None``). These are the local
+            signals an on-chip rank-one update is built from.
     """
 
     grads: object
@@ -31,6 +38,9 @@ class Estimate(eqx.Module):
     contrast: Array
     nudged_residual: Array
     used: Array
+    inputs: Array | None = None
+    at: Array | None = None
+    weighted: Array | None = None
 
 
 def sample_keys(key, n: int):
@@ -92,5 +102,7 @@ class AbstractForceFormEstimator(AbstractEstimator):
         weight = used.astype(a.dtype) / jnp.maximum(jnp.sum(used), 1)
         weighted = a * weight.reshape((-1,) + (1,) * (a.ndim - 1))
         # The update is local: the read contrast times the presynaptic signals at the read state.
-        grads = force_gradient(model, xs, relaxation.read(free.state), weighted)
-        return Estimate(grads=grads, free=free, contrast=a, nudged_residual=nres, used=used)
+        at = relaxation.read(free.state)
+        grads = force_gradient(model, xs, at, weighted)
+        return Estimate(grads=grads, free=free, contrast=a, nudged_residual=nres, used=used,
+                        inputs=xs, at=at, weighted=weighted)

@@ -80,7 +80,8 @@ class ConductanceUpdater(AbstractUpdater):
     def init(self, chip: Chip):
         return self.optimizer.init(eqx.filter(chip.as_model(), eqx.is_inexact_array))
 
-    def update(self, chip: Chip, grads, state, key):
+    def update(self, chip: Chip, grads, state, key, estimate=None):
+        del estimate
         gw = eqx.filter(chip.weight_gradient(grads), eqx.is_inexact_array)
         dw, state = self.optimizer.update(gw, state, eqx.filter(chip.as_model(), eqx.is_inexact_array))
         cb = chip.config.crossbar
