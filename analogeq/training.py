@@ -140,10 +140,14 @@ def _probe(model, cost, relaxation, estimator, xs, ys, key):
 
 def gradient_probe(model, cost, relaxation, estimator, xs, ys, key=None) -> dict:
     """Cosine and relative error of the run's gradient against the implicit adjoint of the
-    same field (the chip's own field on an analog run), on the same noise draw."""
+    same field (the chip's own field on an analog run), on the same noise draw; on the Euler
+    emulator also against BPTT through the ``T1``-step unroll (``grad_cosine_bptt``)."""
+    from analogeq.diagnostics.probe import bptt_probe
+
     g, ref = _probe(model, cost, relaxation, estimator, jnp.asarray(xs), jnp.asarray(ys), key)
     overall = compare_gradients(g, ref)["overall"]
-    return {"grad_cosine": overall["cosine"], "grad_rel_error": overall["rel_error"]}
+    return {"grad_cosine": overall["cosine"], "grad_rel_error": overall["rel_error"],
+            **bptt_probe(g, model, cost, relaxation, xs, ys)}
 
 
 @dataclass

@@ -1,0 +1,45 @@
+"""``analogeq diagnose RUN_DIR``: stability diagnostics of a trained run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def cmd_diagnose(args) -> int:
+    """Run :func:`analogeq.diagnostics.report.diagnose_run` and print the verdict table."""
+    from analogeq.diagnostics.report import DiagnoseOptions, diagnose_run, format_verdicts, load_run
+
+    tol = args.tol
+    if tol is None:
+        tol = load_run(args.run_dir)[0].tol
+    options = DiagnoseOptions(k=args.k, method=args.method, euler_steps=args.euler_steps,
+                              t_max=args.t_max, tol=tol, seed=args.seed)
+    report = diagnose_run(args.run_dir, n_inputs=args.n_inputs, options=options, out=args.out)
+    print(f"{report['realization']}, step {report['step']}, state {tuple(report['state_shape'])}")
+    print(format_verdicts(report))
+    out = Path(args.out) if args.out else Path(args.run_dir)
+    print(f"wrote {out}/diagnose.json, diagnose.png")
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add the ``diagnose`` subcommand to an ``argparse`` subparsers object."""
+    p = subparsers.add_parser(
+        "diagnose", help="stability diagnostics of a trained run (eigenvalues, limit cycles)",
+        description="Load RUN_DIR's config.toml and checkpoint, relax the model at a few test inputs, "
+        "compute the leading eigenvalues of M = I + eps J and of J at the fixed point, classify "
+        "stable / Euler-artifact / continuous Hopf, check a long Euler relaxation at the run's eps "
+        "and a continuous-time relaxation for limit cycles; writes diagnose.json and diagnose.png.")
+    p.add_argument("run_dir", help="run directory of 'analogeq train' (or its checkpoint.eqx)")
+    p.add_argument("--n-inputs", type=int, default=4, help="test inputs to diagnose (default 4)")
+    p.add_argument("--k", type=int, default=6, help="leading eigenvalues of each kind (default 6)")
+    p.add_argument("--method", choices=["auto", "arpack", "dense"], default="auto",
+                   help="eigenvalue method (default auto: ARPACK, dense for tiny states)")
+    p.add_argument("--euler-steps", type=int, default=4000, help="Euler steps of the limit-cycle check")
+    p.add_argument("--t-max", type=float, default=400.0,
+                   help="continuous-time horizon of the limit-cycle check, units of tau (default 400)")
+    p.add_argument("--tol", type=float, default=None,
+                   help="residual |F|/|s| counted as converged (default: the run's tol)")
+    p.add_argument("--seed", type=int, default=0, help="seed of projections and ARPACK start vector")
+    p.add_argument("--out", default=None, help="output directory (default: RUN_DIR)")
+    p.set_defaults(func=cmd_diagnose)
