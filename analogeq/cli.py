@@ -9,6 +9,7 @@ from pathlib import Path
 
 from analogeq.config import FIELD_HELP, TrainConfig
 from analogeq.diagnostics.cli import register as register_diagnose
+from analogeq.spice.cli import register as register_spice
 
 
 def _add_config_options(p: argparse.ArgumentParser) -> None:
@@ -107,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     register_diagnose(sub)
+    register_spice(sub)
     return parser
 
 

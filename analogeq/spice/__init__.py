@@ -1,0 +1,46 @@
+"""SPICE export and validation of small chip blocks with ngspice (DESIGN.md section 5).
+
+* :func:`chip_netlist` writes a realized :class:`analogeq.hardware.Chip` (its sampled
+  conductances, offsets, gains, rails, amplifier pole) as a self-contained netlist built from
+  ``circuits/analogeq.lib``, with ``.op`` and ``.tran`` analyses, in SI units.
+* :func:`run_netlist` runs it in ngspice (PySpice shared library) and returns node voltages;
+  :meth:`Netlist.states` maps them back to chip states.
+* :func:`validate` compares ``.op`` with the ODE steady state and ``.tran`` with the ODE
+  trajectory; :func:`spice_ep` / :func:`compare_with_ode` run EP with ngspice in the loop.
+* :func:`build_block` makes the reference blocks (:data:`BLOCKS`).
+"""
+
+from analogeq.spice.blocks import BLOCKS, block_sizes, build_block, spice_config
+from analogeq.spice.library import CIRCUITS_ENV, SUBCIRCUITS, circuits_dir, library_path, library_text
+from analogeq.spice.loop import SpiceEstimate, compare_with_ode, spice_ep
+from analogeq.spice.netlist import MAX_NEURONS, Netlist, Nudge, SpiceOptions, check_block, chip_netlist
+from analogeq.spice.runner import (
+    INSTALL_HINT,
+    NgspiceNotFound,
+    SpiceConvergenceError,
+    SpiceError,
+    SpiceResult,
+    available,
+    find_libngspice,
+    run_netlist,
+    session,
+)
+from analogeq.spice.validate import (
+    Validation,
+    ode_steady_state,
+    ode_trajectory,
+    reference_relaxation,
+    require_float64,
+    settle_time,
+    validate,
+)
+
+__all__ = [
+    "BLOCKS", "CIRCUITS_ENV", "INSTALL_HINT", "MAX_NEURONS", "SUBCIRCUITS",
+    "Netlist", "NgspiceNotFound", "Nudge", "SpiceConvergenceError", "SpiceError", "SpiceEstimate",
+    "SpiceOptions", "SpiceResult", "Validation",
+    "available", "block_sizes", "build_block", "check_block", "chip_netlist", "circuits_dir",
+    "compare_with_ode", "find_libngspice", "library_path", "library_text", "ode_steady_state",
+    "ode_trajectory", "reference_relaxation", "require_float64", "run_netlist", "session",
+    "settle_time", "spice_config", "spice_ep", "validate",
+]

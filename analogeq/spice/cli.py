@@ -1,0 +1,134 @@
+"""``analogeq spice export`` and ``analogeq spice validate``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _add_block_options(p: argparse.ArgumentParser) -> None:
+    from analogeq.spice.blocks import BLOCKS
+
+    g = p.add_argument_group("block (a seeded LeakyNetwork realized on a noise-free chip)")
+    which = g.add_mutually_exclusive_group()
+    which.add_argument("--block", choices=sorted(BLOCKS), default=None,
+                       help="reference block: " + ", ".join(f"{k} = sizes {v}" for k, v in BLOCKS.items())
+                       + " (default: n8)")
+    which.add_argument("--sizes", type=int, nargs="+", metavar="N",
+                       help="layer sizes, input first (at most 64 hidden + output neurons)")
+    g.add_argument("--hardware", default="realistic",
+                   help="chip preset from device_models/ or a TOML file, SI units; noise is switched "
+                        "off (default: realistic)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the model, the chip instance and "
+                   "the input (default: 0)")
+    g.add_argument("--input", type=float, nargs="+", metavar="X",
+                   help="input sample in state units (volts / v_unit), one value per input neuron "
+                        "(default: seeded uniform in [-1, 1])")
+    g.add_argument("--t-stop", type=float, default=None,
+                   help=".tran length in seconds (default: 20 tau, tau = C / g_leak)")
+    g.add_argument("--nonlinearity", choices=("behavioral", "bjt"), default="behavioral",
+                   help="neuron nonlinearity circuit: behavioral tanh source or BJT differential "
+                        "pair (default: behavioral)")
+    g.add_argument("--reltol", type=float, default=None, help="ngspice reltol (default 1e-7)")
+    g.add_argument("--method", choices=("trap", "gear"), default=None,
+                   help="ngspice integration method (default trap)")
+    g.add_argument("--max-step", type=float, default=None,
+                   help="largest .tran step in units of tau (default 0.02)")
+
+
+def _build(args):
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    from analogeq.spice.blocks import build_block
+    from analogeq.spice.netlist import SpiceOptions
+
+    chip, x = build_block(args.sizes or args.block or "n8", args.hardware, args.seed)
+    if args.input is not None:
+        if len(args.input) != chip.sizes[0]:
+            raise ValueError(f"--input needs {chip.sizes[0]} values (one per input neuron) for sizes "
+                             f"{chip.sizes}; got {len(args.input)}")
+        x = jnp.asarray(args.input, jnp.float64)
+    if args.t_stop is not None and not args.t_stop > 0:
+        raise ValueError(f"--t-stop must be > 0 seconds; got {args.t_stop}")
+    opts = {"nonlinearity": args.nonlinearity}
+    for name in ("reltol", "method", "max_step"):
+        if getattr(args, name) is not None:
+            opts[name] = getattr(args, name)
+    return chip, x, SpiceOptions(**opts)
+
+
+def cmd_export(args) -> int:
+    """Write the netlist of a block (SI units) to ``--out``."""
+    from analogeq.spice.netlist import chip_netlist
+
+    try:
+        chip, x, options = _build(args)
+        t_stop = args.t_stop or 20 * chip.tau
+        nl = chip_netlist(chip, x, t_stop=t_stop, options=options)
+        path = nl.write(args.out)
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        print(f"analogeq spice export: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}: sizes {chip.sizes}, {chip.n_neurons} neurons, tau = {chip.tau:.4g} s, "
+          f".op and .tran to {t_stop:.4g} s; state nodes {nl.state_nodes[0]}..{nl.state_nodes[-1]} "
+          f"(volts; divide by v_unit = {nl.v_unit:g} V for states)")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    """ODE vs ngspice on one block; exit status 1 when an error exceeds its bound."""
+    from analogeq.spice.runner import SpiceError
+    from analogeq.spice.validate import validate
+
+    out = Path(args.out)
+    try:
+        chip, x, options = _build(args)
+        v = validate(chip, x, t_stop=args.t_stop, options=options, path=out / "block.cir")
+    except (ValueError, TypeError, FileNotFoundError, SpiceError, RuntimeError) as e:
+        print(f"analogeq spice validate: error: {e}", file=sys.stderr)
+        return 2
+    v.write(out)
+    s = v.summary()
+    print(json.dumps({k: s[k] for k in ("sizes", "op_error_max_uV", "op_error_rms_uV", "tran_error_max_uV",
+                                        "tran_error_rms_uV", "settle_ode_ns", "settle_spice_ns",
+                                        "spice_seconds", "ode_seconds")}, indent=2))
+    print(f"wrote {out}/block.cir, validation.json, overlay.png")
+    ok = s["op_error_max_uV"] <= args.max_op_uv and s["tran_error_max_uV"] <= args.max_tran_uv
+    if not ok:
+        print(f"analogeq spice validate: FAILED: .op error {s['op_error_max_uV']:.3g} uV (bound "
+              f"{args.max_op_uv:g}), .tran error {s['tran_error_max_uV']:.3g} uV (bound {args.max_tran_uv:g})",
+              file=sys.stderr)
+    return 0 if ok else 1
+
+
+def register(subparsers) -> None:
+    """Add the ``spice`` command (``export``, ``validate``) to an argparse subparsers object."""
+    p = subparsers.add_parser(
+        "spice", help="export small chip blocks to ngspice netlists and validate the ODE against them",
+        description="SPICE export and validation of small blocks (<= 64 neurons) with ngspice. "
+        "Netlists are in SI units (V, A, S, F, s) and use circuits/analogeq.lib.")
+    sub = p.add_subparsers(dest="spice_command", required=True)
+    e = sub.add_parser("export", help="write a block's netlist (.op and .tran)",
+                       description="Realize a block on a chip (its sampled conductances, offsets, gains, "
+                       "rails, amplifier pole) and write it as a self-contained ngspice netlist.")
+    _add_block_options(e)
+    e.add_argument("--out", default="runs/spice/block.cir", help="netlist path (default: runs/spice/block.cir)")
+    e.set_defaults(func=cmd_export)
+    v = sub.add_parser("validate", help="ODE vs ngspice: .op and .tran errors in microvolts, settle "
+                       "times, an overlay plot",
+                       description="Run the block's netlist in ngspice and the chip's diffrax ODE "
+                       "(float64) from the same initial state; report max and RMS voltage errors (uV), "
+                       "settle times (ns) and wall times (s); write block.cir, validation.json and "
+                       "overlay.png into --out. Exit status 1 if an error exceeds its bound.")
+    _add_block_options(v)
+    v.add_argument("--out", default="runs/spice", help="output directory (default: runs/spice)")
+    v.add_argument("--max-op-uv", type=float, default=10.0,
+                   help="bound on the .op vs ODE steady-state error in microvolts (default 10)")
+    v.add_argument("--max-tran-uv", type=float, default=50.0,
+                   help="bound on the .tran vs ODE trajectory error in microvolts (default 50)")
+    v.set_defaults(func=cmd_validate)

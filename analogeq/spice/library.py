@@ -1,0 +1,43 @@
+"""Where the SPICE subcircuit library lives and how it is read."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+CIRCUITS_ENV = "ANALOGEQ_CIRCUITS"
+"""Environment variable overriding the directory that holds ``analogeq.lib``."""
+
+LIBRARY_NAME = "analogeq.lib"
+
+SUBCIRCUITS = (
+    "aeq_dac", "aeq_xbar_pair", "aeq_opamp", "aeq_opamp_1p", "aeq_rc_neuron", "aeq_tanh_b",
+    "aeq_tanh_bjt", "aeq_nudge", "aeq_asym",
+)
+"""Names of the subcircuits ``circuits/analogeq.lib`` defines."""
+
+
+def circuits_dir() -> Path:
+    """Directory of the subcircuit library: ``$ANALOGEQ_CIRCUITS`` if set, else the repository's
+    ``circuits/`` (next to the ``analogeq`` package)."""
+    env = os.environ.get(CIRCUITS_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path(__file__).resolve().parent.parent.parent / "circuits"
+
+
+def library_path() -> Path:
+    """Path of ``analogeq.lib``."""
+    return circuits_dir() / LIBRARY_NAME
+
+
+def library_text() -> str:
+    """The library's text (copied verbatim into exported netlists). Raises ``FileNotFoundError``
+    naming the path and ``$ANALOGEQ_CIRCUITS`` when it is missing."""
+    path = library_path()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"SPICE subcircuit library not found at {path}; set ${CIRCUITS_ENV} to the directory "
+            f"holding {LIBRARY_NAME} (the repository's circuits/)"
+        )
+    return path.read_text()

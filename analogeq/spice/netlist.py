@@ -1,0 +1,357 @@
+"""Export a realized chip instance as a self-contained ngspice netlist (SI units).
+
+The netlist is the chip of :mod:`analogeq.hardware.chip` built from the subcircuits of
+``circuits/analogeq.lib`` (copied in verbatim), with the instance's actual sampled conductances,
+offsets, gain errors and rails:
+
+* each neuron ``i`` is an RC node ``v<i>`` (``aeq_rc_neuron``: ``1/g_leak`` from the TIA output
+  ``y<i>`` into ``C``), read by its nonlinearity (``aeq_tanh_b`` or ``aeq_tanh_bjt``) onto the
+  differential row ``u<i>`` / ``un<i>``;
+* its column ``s<i>`` collects the differential pairs of the forward, feedback and bias tiles
+  (flat resistors ``1/G``; devices at exactly 0 S are left out) and is read by an inverting TIA
+  (``aeq_opamp`` or, with ``neuron.amp_pole_tau > 0``, ``aeq_opamp_1p``);
+* inputs come from DAC sources ``x<j>`` / ``xn<j>`` at the chip's quantized levels, the bias rows
+  from ``b`` / ``bn`` at ``+-v_unit``.
+
+Finite op-amp gain ``A0`` is calibrated out by the feedback conductance: with ``Gsum`` the
+column's total crossbar conductance, ``G_f = (A0 G_ref - Gsum) / (1 + A0)`` makes the closed-loop
+gain exactly ``1 / G_ref``, and the open-loop pole ``taup = amp_pole_tau A0 G_ref / (Gsum + G_f)``
+makes the closed-loop pole exactly ``amp_pole_tau``. The netlist and :meth:`Chip.force` are then
+the same circuit; what differs is only how ngspice and diffrax integrate it.
+
+Noise (thermal, ``kT/C``, read noise) is not written: the netlist is the chip's deterministic
+field, the one :meth:`ChipRelaxation.trajectory` integrates.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import jax.numpy as jnp
+import numpy as np
+
+from analogeq.hardware.chip import Chip
+from analogeq.hardware.constants import K_B, Q_E
+from analogeq.spice.library import library_text
+
+MAX_NEURONS = 64
+"""Largest block (hidden + output neurons) the exporter writes."""
+
+NONLINEARITIES = ("behavioral", "bjt")
+METHODS = ("trap", "gear")
+
+
+def _num(v: float) -> str:
+    """A number as ngspice reads it back exactly (17 significant digits)."""
+    return f"{float(v):.17g}"
+
+
+@dataclass(frozen=True)
+class SpiceOptions:
+    """Circuit choices and ngspice accuracy settings of an exported netlist.
+
+    Attributes:
+        reltol: ngspice relative tolerance (dimensionless). Default ``1e-7``.
+        abstol: absolute current tolerance [A]. Default ``1e-15``.
+        vntol: absolute voltage tolerance [V]. Default ``1e-10``.
+        chgtol: charge tolerance [C]. Default ``1e-20``.
+        trtol: transient truncation-error factor (ngspice default 7; smaller is tighter).
+            Default ``1.0``.
+        method: integration method, ``"trap"`` or ``"gear"``. Default ``"trap"``.
+        max_step: largest ``.tran`` step, in units of the neuron time constant ``tau``.
+            Default ``0.02``.
+        opamp_gain: open-loop DC gain ``A0`` of the TIA op-amps (dimensionless, > 1); the
+            feedback conductance is calibrated for it (module docstring). Default ``1e5``.
+        opamp_rail: op-amp output rails ``+-opamp_rail`` [V]; the chip model has no TIA
+            saturation, so keep it above the largest drive. Default ``50.0``.
+        nonlinearity: ``"behavioral"`` (exactly the chip's tanh) or ``"bjt"`` (transistor-level
+            differential pair). Default ``"behavioral"``.
+        temperature: simulation temperature [degC] (sets ``kT/q`` of the BJT option).
+            Default ``27.0`` (ngspice's nominal).
+    """
+
+    reltol: float = 1e-7
+    abstol: float = 1e-15
+    vntol: float = 1e-10
+    chgtol: float = 1e-20
+    trtol: float = 1.0
+    method: str = "trap"
+    max_step: float = 0.02
+    opamp_gain: float = 1e5
+    opamp_rail: float = 50.0
+    nonlinearity: str = "behavioral"
+    temperature: float = 27.0
+
+    def __post_init__(self) -> None:
+        for name in ("reltol", "abstol", "vntol", "chgtol", "trtol", "max_step", "opamp_rail"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ValueError(f"SpiceOptions.{name} must be a finite number > 0; got {v!r}")
+        if not (math.isfinite(self.opamp_gain) and self.opamp_gain > 1):
+            raise ValueError(f"SpiceOptions.opamp_gain must be a finite number > 1 (open-loop DC "
+                             f"gain); got {self.opamp_gain!r}")
+        if self.method not in METHODS:
+            raise ValueError(f"SpiceOptions.method must be one of {METHODS}; got {self.method!r}")
+        if self.nonlinearity not in NONLINEARITIES:
+            raise ValueError(f"SpiceOptions.nonlinearity must be one of {NONLINEARITIES}; "
+                             f"got {self.nonlinearity!r}")
+        if not (math.isfinite(self.temperature) and self.temperature > -273.15):
+            raise ValueError(f"SpiceOptions.temperature must be > -273.15 degC; got {self.temperature!r}")
+
+    @property
+    def vt(self) -> float:
+        """Thermal voltage ``kT/q`` [V] at :attr:`temperature`."""
+        return K_B * (self.temperature + 273.15) / Q_E
+
+
+@dataclass(frozen=True, eq=False)
+class Nudge:
+    """The nudged phase's extra circuits, in the chip's state units.
+
+    Attributes:
+        beta: nudge strength (dimensionless, either sign; squared-error cost ``1/2|y - t|^2``),
+            realized as a transconductance ``beta g_leak`` from each output node to its target.
+        target: target of each output neuron (state units, shape ``(n_outputs,)``).
+        hold: the held free state ``s*`` (state units, node voltages only), needed with
+            ``correction``.
+        correction: matrix ``M`` (``(n, n)``, units of ``1/tau``) of an extra linear field
+            ``M (v - v*)`` (AsymEP: ``M = -2 A``), realized as transconductances ``M_ik g_leak``.
+    """
+
+    beta: float
+    target: np.ndarray
+    hold: np.ndarray | None = None
+    correction: np.ndarray | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Netlist:
+    """An exported netlist and how its node voltages map back to the chip's state.
+
+    Attributes:
+        text: the netlist (ngspice syntax, SI units).
+        state_nodes: node whose voltage is each state entry (``v<i>``, then ``y<i>`` with a pole).
+        v_unit: volts per state unit [V].
+        tau: neuron time constant [s] (the chip's time unit).
+        t_stop: ``.tran`` stop time [s] (``None`` without a transient).
+        analyses: the analyses the netlist runs (``"op"``, ``"tran"``).
+    """
+
+    text: str
+    state_nodes: tuple[str, ...]
+    v_unit: float
+    tau: float
+    t_stop: float | None
+    analyses: tuple[str, ...] = field(default=("op", "tran"))
+
+    def states(self, vectors: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Chip states (units of ``v_unit``) from ngspice node voltages [V] keyed by node name;
+        shape ``(*vector_shape, n_states)``."""
+        missing = [n for n in self.state_nodes if n not in vectors]
+        if missing:
+            raise KeyError(f"ngspice results lack the state nodes {missing[:5]}; got {sorted(vectors)[:10]}")
+        return np.stack([np.asarray(vectors[n], np.float64) for n in self.state_nodes], -1) / self.v_unit
+
+    def write(self, path: str | os.PathLike) -> Path:
+        """Write :attr:`text` to ``path`` (parents created); returns the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.text)
+        return path
+
+
+def check_block(chip) -> Chip:
+    """``chip`` if it is a realized :class:`Chip` of at most :data:`MAX_NEURONS` neurons, else a
+    ``TypeError`` / ``ValueError`` that says what to pass."""
+    if not isinstance(chip, Chip):
+        name = type(chip).__name__
+        hint = ("a HopfieldNetwork's rho'(s) factor has no crossbar circuit; use a LeakyNetwork"
+                if name == "HopfieldNetwork" else
+                "realize a LeakyNetwork first: analogeq.hardware.realize(model, config, key)")
+        raise TypeError(f"SPICE export needs a realized Chip; got {name} ({hint})")
+    if chip.n_neurons > MAX_NEURONS:
+        raise ValueError(f"SPICE export handles blocks of at most {MAX_NEURONS} neurons (hidden + "
+                         f"output); chip.sizes={chip.sizes} has {chip.n_neurons}")
+    return chip
+
+
+def _columns(chip: Chip, x_volts: np.ndarray):
+    """Per neuron: list of ``(line, g_pos, g_neg)`` for every device pair on its column."""
+    sizes = chip.sizes
+    starts = np.cumsum((0,) + sizes[1:])
+    cols = []
+    for l in range(len(sizes) - 1):
+        fwd = np.asarray(chip.forward[l].g_pos, np.float64), np.asarray(chip.forward[l].g_neg, np.float64)
+        bias = np.asarray(chip.biases[l].g_pos, np.float64), np.asarray(chip.biases[l].g_neg, np.float64)
+        below = [f"x{j}" for j in range(sizes[0])] if l == 0 else [f"u{starts[l - 1] + j}" for j in range(sizes[l])]
+        above = [f"u{starts[l + 1] + j}" for j in range(sizes[l + 2])] if l + 2 < len(sizes) else []
+        fb = ((np.asarray(chip.feedback[l].g_pos, np.float64), np.asarray(chip.feedback[l].g_neg, np.float64))
+              if above else None)
+        for i in range(sizes[l + 1]):
+            pairs = [(line, fwd[0][i, j], fwd[1][i, j]) for j, line in enumerate(below)]
+            if fb is not None:
+                pairs += [(line, fb[0][i, j], fb[1][i, j]) for j, line in enumerate(above)]
+            pairs.append(("b", bias[0][i], bias[1][i]))
+            cols.append(pairs)
+    return cols
+
+
+def _neg(line: str) -> str:
+    return line[0] + "n" + line[1:]
+
+
+def chip_netlist(
+    chip: Chip,
+    x,
+    *,
+    s0=None,
+    t_stop: float | None = None,
+    options: SpiceOptions = SpiceOptions(),
+    nudge: Nudge | None = None,
+    guess=None,
+    analyses: tuple[str, ...] = ("op", "tran"),
+    title: str | None = None,
+) -> Netlist:
+    """The netlist of ``chip`` driven by input ``x`` (SI units throughout).
+
+    Args:
+        chip: a realized :class:`Chip` of at most :data:`MAX_NEURONS` neurons.
+        x: one input sample (state units, shape ``(sizes[0],)``); the DAC sources are set to
+            ``chip.dac(x) * v_unit`` [V].
+        s0: initial state of the ``.tran`` analysis (state units, shape ``chip.state_shape``;
+            default: ``chip.init_state(x)``), applied with ``uic``.
+        t_stop: ``.tran`` stop time [s]; required when ``"tran"`` is in ``analyses``.
+        options: circuit choices and tolerances (:class:`SpiceOptions`).
+        nudge: the nudged phase's branches (:class:`Nudge`), or ``None`` for the free phase.
+        guess: ``.nodeset`` for the ``.op`` Newton solve (state units, node voltages and, with a
+            pole, amplifier outputs), e.g. the free state when solving a nudged phase.
+        analyses: any of ``"op"`` and ``"tran"``.
+        title: first (title) line.
+    """
+    chip = check_block(chip)
+    bad = [a for a in analyses if a not in ("op", "tran")]
+    if bad or not analyses:
+        raise ValueError(f"analyses must be a non-empty subset of ('op', 'tran'); got {analyses!r}")
+    if "tran" in analyses and not (t_stop is not None and math.isfinite(t_stop) and t_stop > 0):
+        raise ValueError(f"t_stop [s] must be a finite number > 0 for a .tran analysis; got {t_stop!r}")
+    cfg = chip.config
+    nc, cb = cfg.neuron, cfg.crossbar
+    vu, n, pole = nc.v_unit, chip.n_neurons, chip.has_pole
+    x = np.asarray(x, np.float64)
+    if x.shape != (chip.sizes[0],):
+        raise ValueError(f"x must have shape ({chip.sizes[0]},) for chip.sizes={chip.sizes}; got {x.shape}")
+    x_volts = np.asarray(chip.dac(jnp.asarray(x, chip.offset.dtype)), np.float64) * vu
+    s0 = np.asarray(chip.init_state(x) if s0 is None else s0, np.float64)
+    if s0.shape != tuple(chip.state_shape):
+        raise ValueError(f"s0 must have shape {tuple(chip.state_shape)} (state units); got {s0.shape}")
+    a0, g_ref = options.opamp_gain, cb.G_ref
+    offset = np.asarray(chip.offset, np.float64) * vu
+    gain = np.asarray(chip.gain, np.float64)
+
+    lines = [title or f"analogeq chip block sizes={chip.sizes}",
+             "* Exported by analogeq.spice.chip_netlist. SI units: V, A, S, F, s.",
+             f"* neurons {n}, sizes {chip.sizes}, tau = C/g_leak = {_num(chip.tau)} s, "
+             f"v_unit = {_num(vu)} V, G_ref = {_num(g_ref)} S",
+             f"* nonlinearity: {options.nonlinearity}, rail {_num(nc.rail)} V; op-amp A0 = {_num(a0)}, "
+             f"rails +-{_num(options.opamp_rail)} V; amplifier pole {_num(nc.amp_pole_tau)} s",
+             "* state s (units of v_unit) = [V(v0..v{n-1})" + (", V(y0..y{n-1})" if pole else "")
+             + "] / v_unit",
+             "* Noise sources are not written (deterministic field).", "",
+             "* ---- subcircuit library (circuits/analogeq.lib, verbatim) ----",
+             library_text().rstrip(), "* ---- end of library ----", "",
+             f".options reltol={_num(options.reltol)} abstol={_num(options.abstol)} "
+             f"vntol={_num(options.vntol)} chgtol={_num(options.chgtol)} trtol={_num(options.trtol)} "
+             f"method={options.method} temp={_num(options.temperature)} tnom={_num(options.temperature)}",
+             "", "* input DACs (quantized levels) and the bias rows"]
+    for j, v in enumerate(x_volts):
+        lines.append(f"Xdac{j} x{j} xn{j} aeq_dac v={_num(v)}")
+    lines.append(f"Xdacb b bn aeq_dac v={_num(vu)}")
+
+    lines += ["", "* neurons: nonlinearity circuits driving the differential rows u<i> / un<i>"]
+    for i in range(n):
+        if options.nonlinearity == "behavioral":
+            lines.append(f"Xnl{i} v{i} u{i} un{i} aeq_tanh_b rail={_num(nc.rail)} gain={_num(gain[i])} "
+                         f"offset={_num(offset[i])}")
+        else:
+            lines.append(f"Xnl{i} v{i} u{i} un{i} aeq_tanh_bjt rail={_num(nc.rail)} gain={_num(gain[i])} "
+                         f"offset={_num(offset[i])} vt={_num(options.vt)}")
+
+    lines += ["", "* columns: differential pairs (G+ from the negated row), calibrated TIA, RC node"]
+    for i, pairs in enumerate(_columns(chip, x_volts)):
+        gsum = 0.0
+        lines.append(f"* neuron {i}")
+        for k, (line, gp, gn) in enumerate(pairs):
+            if gp > 0:
+                lines.append(f"Rp{i}_{k} {_neg(line)} s{i} {_num(1.0 / gp)}")
+            if gn > 0:
+                lines.append(f"Rn{i}_{k} {line} s{i} {_num(1.0 / gn)}")
+            gsum += max(gp, 0.0) + max(gn, 0.0)
+        g_f = (a0 * g_ref - gsum) / (1.0 + a0)
+        if g_f <= 0:
+            raise ValueError(f"SpiceOptions.opamp_gain={a0:g} is too low for neuron {i}: the column's "
+                             f"conductance {gsum:.3g} S exceeds A0 G_ref; raise opamp_gain")
+        lines.append(f"Rf{i} s{i} y{i} {_num(1.0 / g_f)}")
+        if pole:
+            taup = nc.amp_pole_tau * a0 * g_ref / (gsum + g_f)
+            lines.append(f"Xa{i} 0 s{i} y{i} aeq_opamp_1p a0={_num(a0)} taup={_num(taup)} "
+                         f"rail={_num(options.opamp_rail)} y0={_num(s0[n + i] * vu)}")
+        else:
+            lines.append(f"Xa{i} 0 s{i} y{i} aeq_opamp a0={_num(a0)} rail={_num(options.opamp_rail)}")
+        lines.append(f"Xn{i} y{i} v{i} aeq_rc_neuron gleak={_num(nc.g_leak)} c={_num(nc.C)} "
+                     f"v0={_num(s0[i] * vu)}")
+
+    if nudge is not None:
+        lines += _nudge_lines(chip, nudge)
+
+    nodes = tuple(f"v{i}" for i in range(n)) + (tuple(f"y{i}" for i in range(n)) if pole else ())
+    lines += ["", "* analyses", ".save " + " ".join(f"v({m})" for m in nodes)]
+    if guess is not None:
+        guess = np.asarray(guess, np.float64)
+        if guess.shape != tuple(chip.state_shape):
+            raise ValueError(f"guess must have shape {tuple(chip.state_shape)} (state units); got {guess.shape}")
+        lines.append(".nodeset " + " ".join(f"v({m})={_num(g * vu)}" for m, g in zip(nodes, guess)))
+    if "op" in analyses:
+        lines.append(".op")
+    if "tran" in analyses:
+        t_max = options.max_step * chip.tau
+        lines.append(f".tran {_num(t_max)} {_num(t_stop)} 0 {_num(t_max)} uic")
+    lines.append(".end")
+    return Netlist(text="\n".join(lines) + "\n", state_nodes=nodes, v_unit=vu, tau=chip.tau,
+                   t_stop=t_stop if "tran" in analyses else None, analyses=tuple(analyses))
+
+
+def _nudge_lines(chip: Chip, nudge: Nudge) -> list[str]:
+    """The nudging branches (and, with a correction, the held state and AsymEP elements)."""
+    nc = chip.config.neuron
+    vu, n, n_out = nc.v_unit, chip.n_neurons, chip.sizes[-1]
+    target = np.asarray(nudge.target, np.float64)
+    if target.shape != (n_out,):
+        raise ValueError(f"Nudge.target must have shape ({n_out},) (one per output neuron); got {target.shape}")
+    if not math.isfinite(nudge.beta):
+        raise ValueError(f"Nudge.beta must be finite; got {nudge.beta!r}")
+    out = ["", f"* nudging branches: beta = {_num(nudge.beta)}, gn = beta g_leak, targets t<k>"]
+    for k in range(n_out):
+        i = n - n_out + k
+        out.append(f"Vt{k} t{k} 0 DC {_num(target[k] * vu)}")
+        out.append(f"Xnu{k} v{i} t{k} aeq_nudge gn={_num(nudge.beta * nc.g_leak)}")
+    if nudge.correction is not None:
+        m = np.asarray(nudge.correction, np.float64)
+        if chip.has_pole:
+            raise ValueError("Nudge.correction (the AsymEP circuit) is exported for chips without an "
+                             "amplifier pole; set neuron.amp_pole_tau = 0 or use correction 'none'")
+        if m.shape != (n, n) or nudge.hold is None or np.shape(nudge.hold) != (n,):
+            raise ValueError(f"Nudge.correction must be ({n}, {n}) with Nudge.hold of shape ({n},); "
+                             f"got {m.shape} and {None if nudge.hold is None else np.shape(nudge.hold)}")
+        hold = np.asarray(nudge.hold, np.float64)
+        out.append("* AsymEP correction: sample-and-hold sources h<k> = free state, elements gm = M_ik g_leak")
+        for k in range(n):
+            out.append(f"Vh{k} h{k} 0 DC {_num(hold[k] * vu)}")
+        for i in range(n):
+            for k in range(n):
+                if m[i, k] != 0:
+                    out.append(f"Xc{i}_{k} v{i} v{k} h{k} aeq_asym gm={_num(m[i, k] * nc.g_leak)}")
+    return out
