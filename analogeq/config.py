@@ -15,7 +15,8 @@ from pathlib import Path
 from analogeq.costs import COSTS
 from analogeq.ep.estimators import CORRECTIONS, KINDS
 
-MODELS = ("leaky", "hopfield")
+MODELS = ("leaky", "hopfield", "eqtransformer")
+SEQUENCE_TASKS = ("parity", "charlm")
 ESTIMATORS = ("ep", "implicit", "bptt", "energy-ep")
 OPTIMIZERS = ("adam", "sgd")
 DTYPES = ("float32", "float64")
@@ -52,6 +53,14 @@ class TrainConfig:
     emulator, else a preset name from ``device_models/`` or a TOML path: the model is realized
     on that chip (instance drawn from ``chip_seed``) and trained physically; ``device`` (a pulsed
     device preset) makes the updates pulses into that device, turned into pulses by ``update``.
+
+    Equilibrium transformer (``model = "eqtransformer"``, tasks ``parity`` | ``charlm``, cost
+    ``token_cross_entropy``): width ``d_model``, ``n_heads``, ``ffn_mult``, ``damping`` c,
+    ``qk_norm``; ``bits`` (parity) or ``seq_len`` and ``text_path`` (charlm); free-phase
+    ``refine_steps``; ``t2_chunks`` (hindsight-selected nudged-phase length); stability controls
+    ``resreg`` (+ ``resreg_scale``, ``resreg_deadband``), ``jacreg`` (+ ``jacreg_target``,
+    ``jacreg_floor``, ``jacreg_max``, ``jacreg_ema``), ``weight_cap``, ``ema``, ``warmup``,
+    ``grad_clip`` (see :mod:`analogeq.stability`).
     """
 
     task: str = "digits"
@@ -84,6 +93,28 @@ class TrainConfig:
     chip_seed: int = 0
     device: str = ""
     update: str = "deterministic"
+    d_model: int = 64
+    n_heads: int = 4
+    ffn_mult: int = 4
+    damping: float = 1.0
+    qk_norm: bool = True
+    bits: int = 8
+    seq_len: int = 64
+    text_path: str = "../shared/data/tinyshakespeare.txt"
+    refine_steps: int = 0
+    t2_chunks: int = 1
+    resreg: float = 0.0
+    resreg_scale: float = 2e-2
+    resreg_deadband: float = 0.0
+    jacreg: float = 0.0
+    jacreg_target: float = 1e-3
+    jacreg_floor: float = 0.1
+    jacreg_max: float = 10.0
+    jacreg_ema: float = 0.9
+    weight_cap: float = 0.0
+    ema: float = 0.0
+    warmup: int = 0
+    grad_clip: float = 0.0
 
     def __post_init__(self):
         from analogeq.data import TASKS
@@ -114,9 +145,54 @@ class TrainConfig:
                              "use 'centered' or 'one-sided' with hardware")
         if self.hardware and self.model != "leaky":
             raise ValueError(f"hardware realizes the 'leaky' model only; got model {self.model!r}")
+        if self.device and self.update in ("stochastic", "tiki-taka") and self.optimizer != "sgd":
+            raise ValueError(f"update {self.update!r} is SGD by construction (rank-one pulse "
+                             "coincidence); set optimizer 'sgd' (--optimizer sgd)")
         if self.device and not self.hardware:
             raise ValueError("device (a pulsed device preset) needs hardware (a chip preset) to live on; "
                              "set --hardware, e.g. --hardware realistic")
+
+        self._check_transformer()
+
+    def _check_transformer(self):
+        for name in ("d_model", "n_heads", "ffn_mult", "seq_len", "t2_chunks"):
+            _count(name, getattr(self, name))
+        _count("bits", self.bits, 2)
+        if self.bits > 16:
+            raise ValueError(f"bits must be an integer in [2, 16]; got {self.bits!r}")
+        for name in ("refine_steps", "warmup"):
+            _count(name, getattr(self, name), 0)
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        for name in ("damping", "resreg", "resreg_deadband", "jacreg", "weight_cap", "grad_clip"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0 (0 turns it off where it is a "
+                                 f"control); got {v!r}")
+        for name in ("resreg_scale", "jacreg_target", "jacreg_floor", "jacreg_max"):
+            _positive(name, getattr(self, name))
+        if self.jacreg_floor > self.jacreg_max:
+            raise ValueError(f"jacreg_floor ({self.jacreg_floor}) must be <= jacreg_max ({self.jacreg_max})")
+        for name in ("jacreg_ema", "ema"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and 0.0 <= v < 1.0):
+                raise ValueError(f"{name} must lie in [0, 1) (an EMA decay; 0 turns the EMA off); got {v!r}")
+        if not self.text_path:
+            raise ValueError("text_path must name a plain-text file for task 'charlm'")
+        if self.model == "eqtransformer":
+            if self.task not in SEQUENCE_TASKS:
+                raise ValueError(f"model 'eqtransformer' trains on a sequence task; choose task from "
+                                 f"{list(SEQUENCE_TASKS)}, got {self.task!r}")
+            if self.cost != "token_cross_entropy":
+                raise ValueError(f"model 'eqtransformer' needs cost 'token_cross_entropy' (per-position "
+                                 f"cross-entropy on logits (T, V)); got {self.cost!r}")
+            if self.estimator == "energy-ep":
+                raise ValueError("estimator 'energy-ep' needs an energy; the eqtransformer is not conservative, "
+                                 "use 'ep' (AsymEP), 'implicit' or 'bptt'")
+        elif self.task in SEQUENCE_TASKS:
+            raise ValueError(f"task {self.task!r} is a sequence task; it needs model 'eqtransformer'")
+        if self.t2_chunks > 1 and self.T2 < self.t2_chunks:
+            raise ValueError(f"T2 ({self.T2}) must be >= t2_chunks ({self.t2_chunks})")
 
     def replace(self, **changes) -> "TrainConfig":
         """A copy with some fields changed (validated again)."""
@@ -179,6 +255,29 @@ FIELD_HELP = {
               "list) or TOML file; empty: quantized writes to the chip's levels",
     "update": "how updates become pulses with --device: deterministic, stochastic (pulse "
               "coincidence), mixed (digital accumulator) or tiki-taka (fast + slow array)",
+    "d_model": "eqtransformer: width d of the token states z (T, d)",
+    "n_heads": "eqtransformer: attention heads H (divides d_model)",
+    "ffn_mult": "eqtransformer: FFN hidden width as a multiple of d_model (4 in the recipe)",
+    "damping": "eqtransformer: damping c in F = -(z - x_in) + Attn + FFN - c z, >= 0",
+    "qk_norm": "eqtransformer: RMS-normalize each head's queries and keys",
+    "bits": "parity task: string length L in [2, 16] (sequences of L bits and '=')",
+    "seq_len": "charlm task: context length T in characters",
+    "text_path": "charlm task: plain-text file (relative paths resolve against the repository root)",
+    "refine_steps": "extra free-phase Euler steps at most after T1, taken while the residual exceeds --tol",
+    "t2_chunks": "> 1: relax the nudged phase in this many chunks of T2 // t2_chunks steps and keep the "
+                 "contrast whose change between chunks is smallest (hindsight selection)",
+    "resreg": "weight of the residual penalty |eps F(z_T1)|^2 / |z_T1|^2 (z held fixed); 0: off",
+    "resreg_scale": "the resreg weight is scaled by min(1, res / resreg_scale), res the step residual",
+    "resreg_deadband": "no residual penalty while the step residual |eps F| / |z| is at or below this",
+    "jacreg": "initial weight lambda of the Hutchinson penalty |J_nc v|^2 / |v|^2; 0: off",
+    "jacreg_target": "step residual the jacreg controller steers to: lambda *= (res_ema / target)^0.3",
+    "jacreg_floor": "lower clip of the jacreg weight lambda",
+    "jacreg_max": "upper clip of the jacreg weight lambda",
+    "jacreg_ema": "EMA decay of the step residual the jacreg controller reads, in [0, 1)",
+    "weight_cap": "cap |W|_F <= cap sqrt(min(shape)) on attention/FFN matrices after each update; 0: off",
+    "ema": "decay of the parameter EMA used for evaluation, in [0, 1); 0: off",
+    "warmup": "linear learning-rate warmup steps (0: none)",
+    "grad_clip": "clip the global gradient norm to this (0: no clipping)",
 }
 
 

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array
 
+from analogeq.devices.pulsed import DeviceState
 from analogeq.hardware.config import ChipConfig
 from analogeq.hardware.constants import K_B
 from analogeq.hardware.converters import quantize
@@ -32,13 +33,16 @@ class Tile(eqx.Module):
     """One crossbar tile of differential pairs: conductances [S] and per-device bounds [S].
 
     ``g_pos``/``g_neg`` are the programmable state; ``lo``/``hi`` (shape ``(2, *g.shape)`` for
-    the + and - device) are the device-to-device bounds sampled once per chip.
+    the + and - device) are the device-to-device bounds sampled once per chip. ``device`` holds
+    the per-device parameters of a pulsed device model (:mod:`analogeq.devices`) when the tile
+    is programmed with pulses (see :func:`analogeq.hardware.pulsed.attach_devices`).
     """
 
     g_pos: Array
     g_neg: Array
     lo: Array
     hi: Array
+    device: DeviceState | None = None
 
     def weight(self, g_ref: float) -> Array:
         """Signed weight ``(G+ - G-) / G_ref`` (dimensionless)."""
@@ -133,6 +137,26 @@ class Chip(_Layered):
 
     def init_state(self, x: Array) -> Array:
         return jnp.zeros(self.state_shape, self.offset.dtype)
+
+    def local_signals(self, x: Array, s: Array, a: Array) -> tuple[tuple[Array, Array], ...]:
+        """The rank-one factors of one sample's update, per tile in :meth:`tiles` order.
+
+        For input ``x``, state ``s`` and adjoint ``a`` (as in ``g = a^T dF/dtheta``), tile
+        ``k`` gets ``(inp_k, d_k)`` with ``dL/dW_k = outer(d_k, inp_k)`` in weight units:
+        ``inp`` is what drives the tile's columns (DAC output, presynaptic nonlinearity outputs,
+        or 1 for a bias column) and ``d`` the adjoint of the rows' drive. These are the signals
+        a crossbar's periphery has for a pulsed rank-one update.
+        """
+        v = self.voltages(s)
+        u = self.layers(self.rho(v))
+        below = [self.dac(x)] + u[:-1]
+        n = self.n_neurons
+        drive_adjoint = a[n:] / (self.config.neuron.amp_pole_tau / self.tau) if self.has_pole else a[:n]
+        d = self.layers(drive_adjoint)
+        one = jnp.ones((1,), v.dtype)
+        return (tuple((below[l], d[l]) for l in range(len(u)))
+                + tuple((u[l + 1], d[l]) for l in range(len(u) - 1))
+                + tuple((one, d[l]) for l in range(len(u))))
 
     def sample_phase(self, key) -> "Chip":
         sigma = self.config.crossbar.read_noise
