@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from analogeq.config import FIELD_HELP, TrainConfig
+from analogeq.textgen import register as register_sample
 from analogeq.diagnostics.cli import register as register_diagnose
 from analogeq.spice.cli import register as register_spice
 
@@ -106,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="training steps per run (default: config)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.set_defaults(func=cmd_demo)
+
+    register_sample(sub)
 
     register_diagnose(sub)
     register_spice(sub)

@@ -260,7 +260,8 @@ FIELD_HELP = {
     "ffn_mult": "eqtransformer: FFN hidden width as a multiple of d_model (4 in the recipe)",
     "damping": "eqtransformer: damping c in F = -(z - x_in) + Attn + FFN - c z, >= 0",
     "qk_norm": "eqtransformer: RMS-normalize each head's queries and keys",
-    "bits": "parity task: string length L in [2, 16] (sequences of L bits and '=')",
+    "bits": "parity task: string length L in [2, 16] (running parity scored at every position in "
+            "training, the full L-bit parity at the last position in validation)",
     "seq_len": "charlm task: context length T in characters",
     "text_path": "charlm task: plain-text file (relative paths resolve against the repository root)",
     "refine_steps": "extra free-phase Euler steps at most after T1, taken while the residual exceeds --tol",

@@ -60,11 +60,43 @@ class CrossEntropy(AbstractCost):
         return e / jnp.sum(e, axis=-1, keepdims=True) - as_target(y, target)
 
 
-COSTS = {"squared_error": SquaredError, "cross_entropy": CrossEntropy}
+class TokenCrossEntropy(AbstractCost):
+    """Per-position softmax cross-entropy for sequences, averaged over the scored positions.
+
+    ``y`` are logits ``(T, V)`` (or ``(V,)``), ``target`` integer token ids ``(T,)`` (or ``()``);
+    a negative target marks a position that is not scored (its cost and gradient are zero).
+    ``C = -(1/n) sum_{t: target_t >= 0} log softmax(y_t)[target_t]`` in nats per scored token,
+    ``n`` the number of scored positions (at least 1).
+    """
+
+    def _weights(self, y, target):
+        target = jnp.asarray(target)
+        if not jnp.issubdtype(target.dtype, jnp.integer):
+            raise ValueError(f"token_cross_entropy needs integer token targets; got dtype {target.dtype}")
+        if target.shape != y.shape[:-1]:
+            raise ValueError(f"target has shape {target.shape} but the logits have shape {y.shape}; "
+                             "expected one token id per position")
+        scored = (target >= 0).astype(jnp.real(y).dtype)
+        onehot = jax.nn.one_hot(jnp.maximum(target, 0), y.shape[-1], dtype=jnp.real(y).dtype)
+        return onehot * scored[..., None], scored[..., None] / jnp.maximum(jnp.sum(scored), 1.0)
+
+    def __call__(self, y, target):
+        onehot, w = self._weights(y, target)
+        return -jnp.sum(w * onehot * jax.nn.log_softmax(y, axis=-1))
+
+    def grad_y(self, y, target):
+        onehot, w = self._weights(y, target)
+        shift = jax.lax.stop_gradient(jnp.max(jnp.real(y), axis=-1, keepdims=True))
+        e = jnp.exp(y - shift)
+        return w * (e / jnp.sum(e, axis=-1, keepdims=True) - onehot)
+
+
+COSTS = {"squared_error": SquaredError, "cross_entropy": CrossEntropy,
+         "token_cross_entropy": TokenCrossEntropy}
 
 
 def make_cost(name: str) -> AbstractCost:
-    """Cost by name: ``squared_error`` or ``cross_entropy``."""
+    """Cost by name: ``squared_error``, ``cross_entropy`` or ``token_cross_entropy``."""
     try:
         return COSTS[name]()
     except KeyError:

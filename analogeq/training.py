@@ -28,6 +28,8 @@ from analogeq.data import Dataset, load_task
 from analogeq.emulator import AbstractRelaxation, EulerRelaxation
 from analogeq.ep import BPTT, EP, AbstractEstimator, EnergyEP, ImplicitAdjoint, compare_gradients, free_phase
 from analogeq.models import HopfieldNetwork, LeakyNetwork
+from analogeq import stability
+from analogeq.ep.recipe import AdaptiveEP, RefinedEulerRelaxation, WithReadoutGradient
 from analogeq.updaters import AbstractUpdater, OptaxUpdater, make_optimizer
 
 # Fields that may change between a checkpoint and its resumption.
@@ -56,6 +58,12 @@ def dtype_of(cfg: TrainConfig):
 
 def build_model(cfg: TrainConfig, data: Dataset, key):
     """The model named by ``cfg.model`` sized for ``data``."""
+    if cfg.model == "eqtransformer":
+        from analogeq.models.transformer import EqTransformer
+
+        return EqTransformer(data.n_classes, data.n_features, cfg.d_model, cfg.n_heads, key=key,
+                             ffn_mult=cfg.ffn_mult, damping=cfg.damping, qk_norm=cfg.qk_norm,
+                             dtype=dtype_of(cfg))
     sizes = (data.n_features, *cfg.hidden, data.n_classes)
     if cfg.model == "leaky":
         return LeakyNetwork(sizes, key=key, asymmetry=cfg.asymmetry, gain=cfg.gain, dtype=dtype_of(cfg))
@@ -63,7 +71,16 @@ def build_model(cfg: TrainConfig, data: Dataset, key):
 
 
 def build_estimator(cfg: TrainConfig) -> AbstractEstimator:
-    """The estimator named by ``cfg.estimator``."""
+    """The estimator named by ``cfg.estimator`` (for the eqtransformer wrapped so the readout's
+    direct gradient is included, see :class:`analogeq.ep.recipe.WithReadoutGradient`)."""
+    est = _named_estimator(cfg)
+    return WithReadoutGradient(est) if cfg.model == "eqtransformer" else est
+
+
+def _named_estimator(cfg: TrainConfig) -> AbstractEstimator:
+    if cfg.estimator == "ep" and cfg.t2_chunks > 1:
+        return AdaptiveEP(beta=cfg.beta, kind=cfg.ep_kind, n_points=cfg.n_points, correction=cfg.correction,
+                          chunks=cfg.t2_chunks)
     if cfg.estimator == "ep":
         return EP(beta=cfg.beta, kind=cfg.ep_kind, n_points=cfg.n_points, correction=cfg.correction)
     if cfg.estimator == "implicit":
@@ -74,18 +91,31 @@ def build_estimator(cfg: TrainConfig) -> AbstractEstimator:
 
 
 def build_relaxation(cfg: TrainConfig) -> EulerRelaxation:
+    if cfg.refine_steps > 0:
+        return RefinedEulerRelaxation(eps=cfg.eps, T1=cfg.T1, T2=cfg.T2, tol=cfg.tol,
+                                      stop_at_tol=cfg.stop_at_tol, refine_steps=cfg.refine_steps)
     return EulerRelaxation(eps=cfg.eps, T1=cfg.T1, T2=cfg.T2, tol=cfg.tol, stop_at_tol=cfg.stop_at_tol)
 
 
 def build_digital(cfg: TrainConfig, data: Dataset | None = None) -> RunParts:
     """The idealized digital emulator run described by ``cfg``."""
-    data = data if data is not None else load_task(cfg.task)
+    data = data if data is not None else load_task(cfg.task, **task_options(cfg))
     model = build_model(cfg, data, jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 0))
     return RunParts(
         model=model, cost=make_cost(cfg.cost), relaxation=build_relaxation(cfg),
-        estimator=build_estimator(cfg), updater=OptaxUpdater(make_optimizer(cfg.optimizer, cfg.lr)),
+        estimator=build_estimator(cfg),
+        updater=stability.stabilized(OptaxUpdater(stability.build_optimizer(cfg)), cfg),
         data=data, label="digital",
     )
+
+
+def task_options(cfg: TrainConfig) -> dict:
+    """Keyword arguments of ``load_task`` for ``cfg.task`` (the sequence tasks' sizes)."""
+    if cfg.task == "parity":
+        return {"bits": cfg.bits}
+    if cfg.task == "charlm":
+        return {"text_path": cfg.text_path, "seq_len": cfg.seq_len}
+    return {}
 
 
 def make_train_step(parts: RunParts, gate: bool):
@@ -100,7 +130,7 @@ def make_train_step(parts: RunParts, gate: bool):
         y = jax.vmap(model.readout)(est.free.state)
         metrics = {
             "loss": jnp.mean(jax.vmap(cost)(y, yb)),
-            "train_acc": jnp.mean(jnp.argmax(y, axis=-1) == yb),
+            "train_acc": stability.scored_accuracy(y, yb),
             "free_residual_max": jnp.max(est.free.residual),
             "free_steps_mean": jnp.mean(est.free.steps.astype(jnp.float32)),
             "unconverged": jnp.sum(~est.free.converged),
@@ -118,7 +148,7 @@ def evaluate(model, cost: AbstractCost, relaxation: AbstractRelaxation, xs, ys, 
     y = jax.vmap(model.readout)(free.state)
     ys = jnp.asarray(ys)
     return {
-        "test_acc": float(jnp.mean(jnp.argmax(y, axis=-1) == ys)),
+        "test_acc": float(stability.scored_accuracy(y, ys)),
         "test_loss": float(jnp.mean(jax.vmap(cost)(y, ys))),
         "test_unconverged": int(jnp.sum(~free.converged)),
         "test_residual_max": float(jnp.max(free.residual)),
@@ -134,7 +164,8 @@ def _eval_free(model, relaxation, xs, key):
 @eqx.filter_jit
 def _probe(model, cost, relaxation, estimator, xs, ys, key):
     ours = estimator.estimate(model, cost, relaxation, xs, ys, gate=False, key=key)
-    exact = ImplicitAdjoint().estimate(model, cost, relaxation, xs, ys, gate=False, key=key)
+    exact_est = WithReadoutGradient(ImplicitAdjoint()) if isinstance(estimator, WithReadoutGradient) else ImplicitAdjoint()
+    exact = exact_est.estimate(model, cost, relaxation, xs, ys, gate=False, key=key)
     return ours.grads, exact.grads
 
 
@@ -231,7 +262,8 @@ def train(
         (out / "config.toml").write_text(cfg.to_toml())
         _write_jsonl(out / "metrics.jsonl", history)
 
-    step_fn = make_train_step(parts, cfg.gate)
+    step_fn = (stability.make_stable_train_step(parts, cfg) if isinstance(parts.updater, stability.StabilizedUpdater)
+               else make_train_step(parts, cfg.gate))
     # Noise draws (read noise, thermal noise, stochastic writes) belong to the chip instance too,
     # so two chips trained from the same seed see different noise.
     base_key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 1), cfg.chip_seed)
@@ -248,9 +280,11 @@ def train(
     eval_key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 3), cfg.chip_seed)
 
     def do_eval(k, m):
+        m = stability.ema_model(m, state)  # the parameter EMA when the run keeps one
         rec = {"kind": "eval", "step": k,
                **evaluate(m, parts.cost, parts.relaxation, data.x_test, data.y_test, eval_key)}
-        if parts.estimator is not None and not isinstance(parts.estimator, ImplicitAdjoint):
+        if (parts.estimator is not None and not isinstance(parts.estimator, ImplicitAdjoint)
+                and (k % cfg.probe_every == 0 or k == cfg.steps)):
             rec.update(gradient_probe(m, parts.cost, parts.relaxation, parts.estimator, probe_x,
                                       probe_y, eval_key))
         record(rec)

@@ -2,8 +2,10 @@
 
 from analogeq.data.dataset import Dataset
 from analogeq.data.digits import load_digits
+from analogeq.data.parity import load_parity
+from analogeq.data.text import CharVocab, load_charlm, read_text
 
-TASKS = {"digits": load_digits}
+TASKS = {"digits": load_digits, "parity": load_parity, "charlm": load_charlm}
 
 
 def load_task(name: str, **kwargs) -> Dataset:
@@ -15,4 +17,5 @@ def load_task(name: str, **kwargs) -> Dataset:
     return loader(**kwargs)
 
 
-__all__ = ["Dataset", "TASKS", "load_digits", "load_task"]
+__all__ = ["CharVocab", "Dataset", "TASKS", "load_charlm", "load_digits", "load_parity", "load_task",
+           "read_text"]
