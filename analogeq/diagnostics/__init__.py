@@ -3,17 +3,48 @@
 time, and the ``analogeq diagnose`` report of a trained run."""
 
 from analogeq.diagnostics.continuous import continuous_check, continuous_trace, settle
-from analogeq.diagnostics.eigen import Spectrum, dense_jacobian, jacobian_matvec, leading_eigenvalues
+from analogeq.diagnostics.eigen import (
+    Spectrum,
+    dense_jacobian,
+    jacobian_matvec,
+    leading_eigenvalues,
+)
 from analogeq.diagnostics.limit_cycle import CycleReport, Trace, detect, euler_trace
 from analogeq.diagnostics.probe import bptt_gradient, bptt_probe
 from analogeq.diagnostics.report import (
-    DiagnoseOptions, diagnose, diagnose_input, diagnose_run, format_verdicts, load_run, plot_spectrum,
+    DiagnoseOptions,
+    diagnose,
+    diagnose_input,
+    diagnose_run,
+    format_verdicts,
+    load_run,
+    plot_spectrum,
 )
 from analogeq.diagnostics.verdict import LABELS, Verdict, classify, verdict
 
 __all__ = [
-    "CycleReport", "DiagnoseOptions", "LABELS", "Spectrum", "Trace", "Verdict", "bptt_gradient",
-    "bptt_probe", "classify", "continuous_check", "continuous_trace", "dense_jacobian", "detect",
-    "diagnose", "diagnose_input", "diagnose_run", "euler_trace", "format_verdicts",
-    "jacobian_matvec", "leading_eigenvalues", "load_run", "plot_spectrum", "settle", "verdict",
+    "LABELS",
+    "CycleReport",
+    "DiagnoseOptions",
+    "Spectrum",
+    "Trace",
+    "Verdict",
+    "bptt_gradient",
+    "bptt_probe",
+    "classify",
+    "continuous_check",
+    "continuous_trace",
+    "dense_jacobian",
+    "detect",
+    "diagnose",
+    "diagnose_input",
+    "diagnose_run",
+    "euler_trace",
+    "format_verdicts",
+    "jacobian_matvec",
+    "leading_eigenvalues",
+    "load_run",
+    "plot_spectrum",
+    "settle",
+    "verdict",
 ]

@@ -7,7 +7,12 @@ from pathlib import Path
 
 def cmd_diagnose(args) -> int:
     """Run :func:`analogeq.diagnostics.report.diagnose_run` and print the verdict table."""
-    from analogeq.diagnostics.report import DiagnoseOptions, diagnose_run, format_verdicts, load_run
+    from analogeq.diagnostics.report import (
+        DiagnoseOptions,
+        diagnose_run,
+        format_verdicts,
+        load_run,
+    )
 
     tol = args.tol
     if tol is None:
@@ -17,6 +22,9 @@ def cmd_diagnose(args) -> int:
     report = diagnose_run(args.run_dir, n_inputs=args.n_inputs, options=options, out=args.out)
     print(f"{report['realization']}, step {report['step']}, state {tuple(report['state_shape'])}")
     print(format_verdicts(report))
+    if report.get("hardware"):
+        print("note: the chip settles in continuous time, so its stability is the sign of Re mu; "
+              "the Euler columns say what the digital emulator would do with this field at the run's eps")
     out = Path(args.out) if args.out else Path(args.run_dir)
     print(f"wrote {out}/diagnose.json, diagnose.png")
     return 0

@@ -9,10 +9,10 @@ block with a ``(T, d)`` state) relaxes the same way.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import diffrax
-import jax
+import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
@@ -29,6 +29,27 @@ def _check(t_max, n_samples):
         raise ValueError(f"n_samples must be an integer >= 8; got {n_samples!r}")
 
 
+@eqx.filter_jit
+def _trace_run(field, s0, q, t_max, n_samples, rtol, atol, max_steps):
+    f, v0 = flat_field(field, s0)
+    dt = t_max / n_samples
+    ts = jnp.linspace(dt, t_max, n_samples, dtype=v0.dtype)
+
+    def record(t, v, args):
+        nv = jnp.linalg.norm(v)
+        return jnp.linalg.norm(f(v)) / jnp.maximum(nv, 1e-12), q @ v, nv
+
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(lambda t, v, args: f(v)), diffrax.Tsit5(), 0.0, t_max, min(0.05, dt), v0,
+        saveat=diffrax.SaveAt(ts=ts, fn=record),
+        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+        max_steps=max_steps, throw=False,
+    )
+    bad = jnp.where(sol.result == diffrax.RESULTS.successful, 0.0, jnp.nan)
+    res, proj, norm = sol.ys
+    return res + bad, proj + bad, norm + bad
+
+
 def continuous_trace(field: Callable[[Array], Array], s0: Array, t_max: float, *, key: PRNGKeyArray,
                      n_samples: int = 2000, n_proj: int = 3, rtol: float = 1e-10, atol: float = 1e-12,
                      max_steps: int = 200_000) -> Trace:
@@ -37,7 +58,8 @@ def continuous_trace(field: Callable[[Array], Array], s0: Array, t_max: float, *
     state norm).
 
     Args:
-        field: ``s -> F(s)`` (state units per ``tau``).
+        field: ``s -> F(s)`` (state units per ``tau``); a pytree field
+            (``equinox.Partial(model.force, x=x)``) reuses the compilation across inputs.
         s0: initial state (any array shape).
         t_max: horizon (units of ``tau``, > 0).
         key: PRNG key for the projection vectors.
@@ -46,31 +68,27 @@ def continuous_trace(field: Callable[[Array], Array], s0: Array, t_max: float, *
         max_steps: solver step budget; a run that exhausts it is reported non-finite.
     """
     _check(t_max, n_samples)
-    f, v0 = flat_field(field, s0)
+    v0, _ = ravel_pytree(s0)
     q = projections(key, v0.size, n_proj, v0.dtype)
-    dt = t_max / n_samples
-    ts = jnp.linspace(dt, t_max, n_samples, dtype=v0.dtype)
-
-    def record(t, v, args):
-        nv = jnp.linalg.norm(v)
-        return jnp.linalg.norm(f(v)) / jnp.maximum(nv, 1e-12), q @ v, nv
-
-    @jax.jit
-    def run(v0):
-        sol = diffrax.diffeqsolve(
-            diffrax.ODETerm(lambda t, v, args: f(v)), diffrax.Tsit5(), 0.0, t_max, min(0.05, dt), v0,
-            saveat=diffrax.SaveAt(ts=ts, fn=record),
-            stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-            max_steps=max_steps, throw=False,
-        )
-        ok = sol.result == diffrax.RESULTS.successful
-        res, proj, norm = sol.ys
-        bad = jnp.where(ok, 0.0, jnp.nan)
-        return res + bad, proj + bad, norm + bad
-
-    res, proj, norm = run(v0)
+    res, proj, norm = _trace_run(field, s0, q, float(t_max), int(n_samples), float(rtol), float(atol),
+                                 int(max_steps))
     res, proj, norm = (np.asarray(a, np.float64) for a in (res, proj, norm))
-    return Trace(dt=float(dt), residual=res, proj=proj, norm=norm, final_state=None)
+    return Trace(dt=float(t_max / n_samples), residual=res, proj=proj, norm=norm, final_state=None)
+
+
+@eqx.filter_jit
+def _settle_run(field, s0, t_max, tol, rtol, atol, max_steps):
+    f, v0 = flat_field(field, s0)
+    norm = lambda y: jnp.sqrt(jnp.sum(y**2))
+    event = diffrax.Event(diffrax.steady_state_event(rtol=tol, atol=0.0, norm=norm))
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(lambda t, v, args: f(v)), diffrax.Tsit5(), 0.0, t_max, 0.05, v0,
+        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol), event=event,
+        max_steps=max_steps, throw=False,
+    )
+    v = sol.ys[-1]
+    ok = (sol.result == diffrax.RESULTS.successful) | (sol.result == diffrax.RESULTS.event_occurred)
+    return v, jnp.linalg.norm(f(v)) / jnp.maximum(jnp.linalg.norm(v), 1e-12), sol.ts[-1], ok
 
 
 def settle(field: Callable[[Array], Array], s0: Array, t_max: float = 2000.0, *, tol: float = 1e-10,
@@ -84,23 +102,8 @@ def settle(field: Callable[[Array], Array], s0: Array, t_max: float = 2000.0, *,
     """
     if not t_max > 0:
         raise ValueError(f"t_max (horizon, units of tau) must be > 0; got {t_max!r}")
-    f, v0 = flat_field(field, s0)
     _, unravel = ravel_pytree(s0)
-
-    @jax.jit
-    def run(v0):
-        norm = lambda y: jnp.sqrt(jnp.sum(y**2))  # noqa: E731
-        event = diffrax.Event(diffrax.steady_state_event(rtol=tol, atol=0.0, norm=norm))
-        sol = diffrax.diffeqsolve(
-            diffrax.ODETerm(lambda t, v, args: f(v)), diffrax.Tsit5(), 0.0, t_max, 0.05, v0,
-            stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol), event=event,
-            max_steps=max_steps, throw=False,
-        )
-        v = sol.ys[-1]
-        ok = (sol.result == diffrax.RESULTS.successful) | (sol.result == diffrax.RESULTS.event_occurred)
-        return v, jnp.linalg.norm(f(v)) / jnp.maximum(jnp.linalg.norm(v), 1e-12), sol.ts[-1], ok
-
-    v, r, t, ok = run(v0)
+    v, r, t, ok = _settle_run(field, s0, float(t_max), float(tol), float(rtol), float(atol), int(max_steps))
     return unravel(v), float(r), float(t), bool(ok)
 
 

@@ -18,9 +18,10 @@ smaller states, or ``method="dense"``, use the dense Jacobian from ``jax.jacfwd`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -68,7 +69,7 @@ class Spectrum:
 
     def to_dict(self) -> dict:
         """JSON-ready record (complex numbers as ``[re, im]`` pairs)."""
-        pairs = lambda z: [[float(v.real), float(v.imag)] for v in z]  # noqa: E731
+        pairs = lambda z: [[float(v.real), float(v.imag)] for v in z]
         return {"eps": self.eps, "n": self.n, "method": self.method, "converged": self.converged,
                 "spectral_radius_M": self.spectral_radius, "max_re_mu": self.max_real,
                 "lambda_M": pairs(self.lam), "mu_euler": pairs(self.mu_euler), "mu": pairs(self.mu)}
@@ -89,29 +90,40 @@ def flat_field(field: Callable[[Array], Array], s: Array):
     return f, s_flat
 
 
-def jacobian_matvec(field: Callable[[Array], Array], s: Array) -> tuple[Callable, int, np.dtype]:
-    """A jit-compiled NumPy matvec ``v -> J v`` (``J = dF/ds`` at ``s``, units 1/``tau``) on flat
-    vectors, with the state dimension ``n`` and dtype. Linearized once (``jax.linearize``)."""
+@eqx.filter_jit
+def _jvp_flat(field, s, v):
     f, s_flat = flat_field(field, s)
-    _, jvp = jax.linearize(f, s_flat)
-    jvp = jax.jit(jvp)
+    return jax.jvp(f, (s_flat,), (v.astype(s_flat.dtype),))[1]
+
+
+@eqx.filter_jit
+def _jacfwd_flat(field, s):
+    f, s_flat = flat_field(field, s)
+    return jax.jacfwd(f)(s_flat)
+
+
+def jacobian_matvec(field: Callable[[Array], Array], s: Array) -> tuple[Callable, int, np.dtype]:
+    """A NumPy matvec ``v -> J v`` (``J = dF/ds`` at ``s``, units 1/``tau``) on flat vectors, with
+    the state dimension ``n`` and dtype. Each product is one jit-compiled ``jvp``; pass the field
+    as a pytree (``equinox.Partial(model.force, x=x)``) to reuse the compilation across inputs
+    and models of the same structure."""
+    s_flat, _ = ravel_pytree(s)
     dtype = np.dtype(s_flat.dtype)
 
     def matvec(v):
         v = np.asarray(v).reshape(-1)
         if np.iscomplexobj(v):
-            re = jvp(jnp.asarray(v.real, dtype))
-            im = jvp(jnp.asarray(v.imag, dtype))
+            re = _jvp_flat(field, s, jnp.asarray(v.real))
+            im = _jvp_flat(field, s, jnp.asarray(v.imag))
             return np.asarray(re, np.float64) + 1j * np.asarray(im, np.float64)
-        return np.asarray(jvp(jnp.asarray(v, dtype)), np.float64)
+        return np.asarray(_jvp_flat(field, s, jnp.asarray(v)), np.float64)
 
     return matvec, int(s_flat.size), dtype
 
 
 def dense_jacobian(field: Callable[[Array], Array], s: Array) -> np.ndarray:
     """The full ``n x n`` Jacobian ``dF/ds`` at ``s`` (units 1/``tau``) from ``jax.jacfwd``."""
-    f, s_flat = flat_field(field, s)
-    return np.asarray(jax.jacfwd(f)(s_flat), np.float64)
+    return np.asarray(_jacfwd_flat(field, s), np.float64)
 
 
 def _check(k, eps, method):
@@ -146,7 +158,7 @@ def leading_eigenvalues(
     part) at state ``s``.
 
     Args:
-        field: ``s -> F(s)`` (units of state per ``tau``), e.g. ``partial(model.force, x=x)``.
+        field: ``s -> F(s)`` (units of state per ``tau``), e.g. ``equinox.Partial(model.force, x=x)``.
         s: the state to linearize at (a fixed point, or the last state of a relaxation).
         eps: Euler step (units of ``tau``, > 0) for the ``M`` eigenvalues.
         k: how many eigenvalues of each kind (>= 1; capped at ``n``).

@@ -10,9 +10,10 @@ Euler ``s <- s + eps F(s)`` without storing the states (memory ``O(steps x n_pro
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -72,7 +73,7 @@ class CycleReport:
 
     def to_dict(self) -> dict:
         """JSON-ready record."""
-        return dict(self.__dict__)
+        return {**self.__dict__}
 
 
 def projections(key: PRNGKeyArray, n: int, n_proj: int = 3, dtype=jnp.float64) -> Array:
@@ -81,12 +82,25 @@ def projections(key: PRNGKeyArray, n: int, n_proj: int = 3, dtype=jnp.float64) -
     return q / jnp.linalg.norm(q, axis=1, keepdims=True)
 
 
+@eqx.filter_jit
+def _euler_scan(field, s0, q, eps, steps):
+    f, v0 = flat_field(field, s0)
+
+    def step(v, _):
+        fv = f(v)
+        nv = jnp.linalg.norm(v)
+        return v + eps * fv, (jnp.linalg.norm(fv) / jnp.maximum(nv, 1e-12), q @ v, nv)
+
+    return jax.lax.scan(step, v0, None, length=steps)
+
+
 def euler_trace(field: Callable[[Array], Array], s0: Array, eps: float, steps: int, *,
                 key: PRNGKeyArray, n_proj: int = 3) -> Trace:
     """Run ``steps`` explicit-Euler steps ``s <- s + eps F(s)`` from ``s0`` and sample every step.
 
     Args:
-        field: ``s -> F(s)`` (state units per ``tau``).
+        field: ``s -> F(s)`` (state units per ``tau``); a pytree field
+            (``equinox.Partial(model.force, x=x)``) reuses the compilation across inputs.
         s0: initial state (any array shape).
         eps: Euler step (units of ``tau``, > 0).
         steps: number of steps (>= 8).
@@ -97,21 +111,9 @@ def euler_trace(field: Callable[[Array], Array], s0: Array, eps: float, steps: i
         raise ValueError(f"eps (Euler step, units of tau) must be > 0; got {eps!r}")
     if not (isinstance(steps, int) and steps >= 8):
         raise ValueError(f"steps must be an integer >= 8; got {steps!r}")
-    f, v0 = flat_field(field, s0)
+    v0, unravel = ravel_pytree(s0)
     q = projections(key, v0.size, n_proj, v0.dtype)
-
-    @jax.jit
-    def run(v0):
-        def step(v, _):
-            fv = f(v)
-            nv = jnp.linalg.norm(v)
-            rec = (jnp.linalg.norm(fv) / jnp.maximum(nv, 1e-12), q @ v, nv)
-            return v + eps * fv, rec
-
-        return jax.lax.scan(step, v0, None, length=steps)
-
-    v_end, (res, proj, norm) = run(v0)
-    _, unravel = ravel_pytree(s0)
+    v_end, (res, proj, norm) = _euler_scan(field, s0, q, float(eps), int(steps))
     return Trace(dt=float(eps), residual=np.asarray(res, np.float64), proj=np.asarray(proj, np.float64),
                  norm=np.asarray(norm, np.float64), final_state=unravel(v_end))
 
@@ -169,7 +171,7 @@ def detect(trace: Trace, tol: float, *, min_corr: float = 0.5, rel_amplitude: fl
     if not finite:
         return CycleReport("diverged", nan, nan, False, nan, nan, nan, nan, time_tau)
     floor, final = float(np.min(res[tail])), float(res[-1])
-    base = dict(residual_floor=floor, residual_final=final, time_tau=time_tau)
+    base = {"residual_floor": floor, "residual_final": final, "time_tau": time_tau}
     if floor <= tol:
         return CycleReport("converged", oscillating=False, period_tau=nan, period_samples=nan,
                            amplitude=nan, autocorrelation=nan, **base)

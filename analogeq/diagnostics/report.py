@@ -19,7 +19,6 @@ programmed conductances are linearized) or a token block with a ``(T, d)`` state
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from functools import partial
 from pathlib import Path
 
 import equinox as eqx
@@ -95,7 +94,7 @@ def diagnose_input(model, x, eps: float, options: DiagnoseOptions = DiagnoseOpti
     if not eps > 0:
         raise ValueError(f"eps (Euler step, units of tau) must be > 0; got {eps!r}")
     o = options
-    field = partial(model.force, x=x)
+    field = eqx.Partial(model.force, x=x)  # a pytree: one compilation serves every input
     s0 = model.init_state(x)
     if tuple(jnp.shape(s0)) != tuple(model.state_shape):
         raise ValueError(f"init_state returned shape {tuple(jnp.shape(s0))}, but state_shape is "
