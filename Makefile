@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test test-all bench bench-chip clean
+.PHONY: demo test test-all bench bench-chip clean ngspice
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,7 +15,27 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/analogeq demo --out runs/demo
 
-test: $(STAMP)
+# ngspice's shared library for the SPICE tests: installed with apt-get when missing (Debian, root);
+# elsewhere the target says what to install and fails.
+NGSPICE_LIBS := /usr/lib/x86_64-linux-gnu/libngspice.so.0 /usr/lib/aarch64-linux-gnu/libngspice.so.0 \
+	/usr/lib/libngspice.so.0 /usr/lib64/libngspice.so.0 /usr/local/lib/libngspice.so.0 \
+	/opt/homebrew/lib/libngspice.dylib /usr/local/lib/libngspice.dylib
+ngspice:
+	@if [ -n "$$NGSPICE_LIBRARY_PATH" ] && [ -e "$$NGSPICE_LIBRARY_PATH" ]; then exit 0; fi; \
+	for f in $(NGSPICE_LIBS); do [ -e "$$f" ] && exit 0; done; \
+	if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "ngspice shared library missing: apt-get install -y ngspice libngspice0"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ngspice libngspice0 >/dev/null; \
+	else \
+		echo "error: ngspice's shared library (libngspice.so.0) is missing and cannot be installed here" >&2; \
+		echo "  Debian/Ubuntu: sudo apt-get install ngspice libngspice0;  Fedora: sudo dnf install ngspice" >&2; \
+		echo "  macOS: brew install ngspice;  conda: conda install -c conda-forge ngspice" >&2; \
+		echo "  or set NGSPICE_LIBRARY_PATH=/path/to/libngspice.so.0" >&2; \
+		exit 1; \
+	fi
+
+test: $(STAMP) ngspice
 	$(PY) -m pytest -m "not slow" -q
 
 test-all: $(STAMP)

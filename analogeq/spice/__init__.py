@@ -10,9 +10,10 @@
 * :func:`build_block` makes the reference blocks (:data:`BLOCKS`).
 """
 
-from analogeq.spice.blocks import BLOCKS, block_sizes, build_block, spice_config
+from analogeq.spice.blocks import BLOCKS, block_sizes, build_block, reference_netlist, spice_config
 from analogeq.spice.library import CIRCUITS_ENV, SUBCIRCUITS, circuits_dir, library_path, library_text
 from analogeq.spice.loop import SpiceEstimate, compare_with_ode, spice_ep
+from analogeq.spice.nonlinearity import NonlinearitySweep, sweep_nonlinearity
 from analogeq.spice.netlist import MAX_NEURONS, Netlist, Nudge, SpiceOptions, check_block, chip_netlist
 from analogeq.spice.runner import (
     INSTALL_HINT,
@@ -38,9 +39,9 @@ from analogeq.spice.validate import (
 __all__ = [
     "BLOCKS", "CIRCUITS_ENV", "INSTALL_HINT", "MAX_NEURONS", "SUBCIRCUITS",
     "Netlist", "NgspiceNotFound", "Nudge", "SpiceConvergenceError", "SpiceError", "SpiceEstimate",
-    "SpiceOptions", "SpiceResult", "Validation",
+    "NonlinearitySweep", "SpiceOptions", "SpiceResult", "Validation",
     "available", "block_sizes", "build_block", "check_block", "chip_netlist", "circuits_dir",
     "compare_with_ode", "find_libngspice", "library_path", "library_text", "ode_steady_state",
-    "ode_trajectory", "reference_relaxation", "require_float64", "run_netlist", "session",
-    "settle_time", "spice_config", "spice_ep", "validate",
+    "ode_trajectory", "reference_netlist", "reference_relaxation", "require_float64", "run_netlist", "session",
+    "settle_time", "spice_config", "spice_ep", "sweep_nonlinearity", "validate",
 ]

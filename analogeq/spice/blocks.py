@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 
@@ -55,8 +56,12 @@ def build_block(name_or_sizes, hardware: str | ChipConfig = "realistic", seed: i
     :func:`spice_config` ``(hardware)``, and one input ``x ~ U(-1, 1)`` (state units).
     Needs float64 (``jax_enable_x64``)."""
     sizes = block_sizes(name_or_sizes)
-    cfg = spice_config(hardware)
-    key = jax.random.PRNGKey(seed)
+    return _build(sizes, spice_config(hardware), float(gain), jax.random.PRNGKey(seed))
+
+
+@eqx.filter_jit
+def _build(sizes: tuple[int, ...], cfg: ChipConfig, gain: float, key) -> tuple[Chip, jnp.ndarray]:
+    """:func:`build_block`'s body, compiled once per block shape and config."""
     model = LeakyNetwork(sizes, key=jax.random.fold_in(key, 0), gain=gain, asymmetry=0.5,
                          dtype=jnp.float64)
     kb = jax.random.split(jax.random.fold_in(key, 3), len(model.biases))
@@ -69,3 +74,15 @@ def build_block(name_or_sizes, hardware: str | ChipConfig = "realistic", seed: i
     chip = realize(model, cfg, jax.random.fold_in(key, 1))
     x = jax.random.uniform(jax.random.fold_in(key, 2), (sizes[0],), jnp.float64, -1.0, 1.0)
     return chip, x
+
+
+def reference_netlist(name: str, hardware: str | ChipConfig = "realistic", seed: int = 0):
+    """The netlist of reference block ``name`` (:data:`BLOCKS`) as ``netlists/`` stores it:
+    :func:`build_block` ``(name, hardware, seed)`` with ``.op`` and a ``20 tau`` ``.tran`` from
+    rest, default :class:`SpiceOptions`."""
+    from analogeq.spice.netlist import chip_netlist
+
+    chip, x = build_block(name, hardware, seed)
+    return chip_netlist(chip, x, t_stop=20 * chip.tau,
+                        title=f"analogeq reference block {name}: sizes {chip.sizes}, "
+                              f"hardware {hardware if isinstance(hardware, str) else 'custom'}, seed {seed}")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -54,12 +55,18 @@ class SpiceEstimate:
     spice_seconds: float
 
 
-def _asym_matrix(chip: Chip, x, s_star) -> np.ndarray:
+@eqx.filter_jit
+def _ode_ep(estimator: EP, chip: Chip, relax: ChipRelaxation, xs, targets):
+    return estimator.estimate(chip, SquaredError(), relax, xs, targets)
+
+
+@eqx.filter_jit
+def _asym_matrix(chip: Chip, x, s_star):
     """``-2 A`` with ``A = (J - J^T)/2``, ``J = dF/ds`` at ``s*`` (units of ``1/tau``)."""
     jv, jtv = jacobian_products(partial(chip.force, x=x), s_star)
     eye = jnp.eye(s_star.shape[0], dtype=s_star.dtype)
     j = jax.vmap(jv)(eye).T
-    return np.asarray(-(j - j.T))
+    return -(j - j.T)
 
 
 def _solve(chip, x, options, mode, t_settle, path, **kw):
@@ -119,7 +126,7 @@ def spice_ep(
         s_hold = np.asarray(relax.hold(jnp.asarray(s)))
         y = chip.readout(jnp.asarray(s_hold))
         target = np.asarray(as_target(y, jnp.asarray(targets[b])))
-        m = _asym_matrix(chip, x, jnp.asarray(s_hold)) if correction == "asym" else None
+        m = np.asarray(_asym_matrix(chip, x, jnp.asarray(s_hold))) if correction == "asym" else None
         pair = []
         for k, bk in enumerate((beta, -beta)):
             nudge = Nudge(beta=bk, target=target, hold=s_hold[:n] if m is not None else None, correction=m)
@@ -158,8 +165,8 @@ def compare_with_ode(
     relax = reference_relaxation(chip)
     sp = spice_ep(chip, xs, targets, beta=beta, correction=correction, relaxation=relax,
                   options=options, mode=mode, workdir=workdir)
-    ode = EP(beta=beta, kind="centered", correction=correction).estimate(
-        chip, SquaredError(), relax, jnp.asarray(xs, chip.offset.dtype), jnp.asarray(targets))
+    ode = _ode_ep(EP(beta=beta, kind="centered", correction=correction), chip, relax,
+                  jnp.asarray(xs, chip.offset.dtype), jnp.asarray(targets))
     cmp = compare_gradients(chip.weight_gradient(sp.grads), chip.weight_gradient(ode.grads))["overall"]
     free_err = float(np.max(np.abs(sp.free - np.asarray(ode.free.state)))) * chip.config.neuron.v_unit
     return {"cosine": cmp["cosine"], "rel_error": cmp["rel_error"], "free_error_V": free_err,

@@ -42,11 +42,10 @@ _SEARCH = (
     "/usr/local/lib/libngspice.so", "/opt/homebrew/lib/libngspice.dylib", "/usr/local/lib/libngspice.dylib",
 )
 
-_ERROR = re.compile(r"(^error|\berror\b|no convergence|timestep too small|singular matrix|"
-                    r"iteration limit|simulation\(s\) aborted|gmin stepping failed|"
-                    r"source stepping failed|unknown subckt|unknown model|could not find)", re.I)
-_BENIGN = re.compile(r"^(warning|note|using sparse|circuit: |reference value|no\. of data rows|"
-                     r"doing analysis|initial transient|  )", re.I)
+_ERROR = re.compile(r"(^error|\berror:|timestep too small|simulation\(s\) aborted|dc solution failed|"
+                    r"no convergence|iteration limit reached|unknown subckt|unknown model|could not find)", re.I)
+_CONVERGENCE = re.compile(r"(timestep too small|aborted|solution failed|no convergence|iteration limit)", re.I)
+_BENIGN = re.compile(r"^(warning|note|trying gmin|supplies reduced)", re.I)
 
 
 class SpiceError(RuntimeError):
@@ -184,6 +183,7 @@ class Ngspice:
             t0 = time.perf_counter()
             ng = self._ng
             log: list[str] = []
+            self.last_log = log
             try:
                 log += ng.command("destroy all")
                 lines = [ln for ln in netlist.text.splitlines() if ln.strip()] + [""]
@@ -204,12 +204,13 @@ class Ngspice:
                 tr = self._vectors(self._latest(plots, "tran"))
                 missing = [a for a, r in (("op", op), ("tran", tr)) if a in netlist.analyses and r is None]
                 if errors or missing:
-                    kind = SpiceConvergenceError if any(
-                        re.search(r"converge|timestep|iteration|singular|stepping|aborted", e, re.I)
-                        for e in errors) or missing else SpiceError
-                    raise kind(f"ngspice failed on {path}"
+                    kind = (SpiceConvergenceError if missing or any(_CONVERGENCE.search(e) for e in errors)
+                            else SpiceError)
+                    what = "did not converge" if kind is SpiceConvergenceError else "failed"
+                    raise kind(f"ngspice {what} on the netlist {path}"
                                + (f" (no .{', .'.join(missing)} result)" if missing else "")
-                               + (f": {'; '.join(errors[:4])}" if errors else ""))
+                               + (f": {'; '.join(e.strip() for e in errors[-3:])}" if errors else "")
+                               + "; rerun it with `ngspice -b <netlist>` to inspect")
             finally:
                 ng.command("destroy all")
                 ng.command("remcirc")
