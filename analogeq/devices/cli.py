@@ -1,0 +1,139 @@
+"""``analogeq devices list|show`` and ``analogeq drift``: read device presets and evaluate a
+trained network programmed into PCM at times after programming."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+
+def _columns(*keys):
+    return [(k, k, "") for k in keys]
+
+
+def cmd_list(args) -> int:
+    from analogeq.devices.presets import available_devices, load_device
+    from analogeq.report import format_table
+
+    rows = []
+    for name in available_devices():
+        p = load_device(name)
+        d = p.device
+        rows.append({"name": name, "model": type(d).__name__, "dw_min": f"{d.dw_min:.3g}",
+                     "range": f"[{d.w_min:g}, {d.w_max:g}]", "inference": "yes" if p.inference else "",
+                     "description": p.description})
+    print(format_table(rows, _columns("name", "model", "dw_min", "range", "inference", "description")))
+    return 0
+
+
+def cmd_show(args) -> int:
+    from analogeq.devices.presets import load_device
+    from analogeq.devices.response import plot_pulse_response, pulse_response
+    from analogeq.report import format_table
+
+    preset = load_device(args.name)
+    out = Path(args.out)
+    resp = pulse_response(preset, n_devices=args.n_devices, seed=args.seed)
+    png = plot_pulse_response(preset, resp, out / f"{preset.name}.png")
+    record = {"name": preset.name, "description": preset.description,
+              "model": type(preset.device).__name__, "params": preset.params,
+              "sources": preset.sources,
+              "inference": None if preset.inference is None else {
+                  k: getattr(preset.inference, k) for k in preset.inference.__dataclass_fields__}}
+    (out / f"{preset.name}.json").write_text(json.dumps(record, indent=2, default=list))
+    print(f"{preset.name}: {preset.description}  (model {record['model']})")
+    params = {**preset.params, **(record["inference"] or {})}
+    print(format_table([{"parameter": k, "value": str(v), "source": preset.sources.get(k, "")}
+                        for k, v in params.items()], _columns("parameter", "value", "source")))
+    w = resp["w"]
+    n = resp["n_up"]
+    print(f"pulse response of {w.shape[1]} devices (seed {args.seed}): after {n} up pulses "
+          f"w = {w[n - 1].mean():.3f} +- {w[n - 1].std():.3f}; after {n} down pulses "
+          f"w = {w[-1].mean():.3f} +- {w[-1].std():.3f}")
+    print(f"wrote {png} and {out / (preset.name + '.json')}")
+    return 0
+
+
+def cmd_drift(args) -> int:
+    import jax
+
+    from analogeq.devices.presets import load_device
+    from analogeq.hardware.drift import accuracy_over_time
+    from analogeq.hardware.run import load_hardware
+    from analogeq.plots import save_figure
+    from analogeq.report import format_table
+    from analogeq.runs import load_run
+
+    preset = load_device(args.device)
+    if preset.inference is None:
+        raise ValueError(f"device {preset.name!r} has no [inference] model; use one that has "
+                         "(analogeq devices list, column 'inference')")
+    run = load_run(args.run)
+    network = run.model.as_model() if hasattr(run.model, "as_model") else run.model
+    hw = load_hardware(args.hardware or run.config.hardware or "realistic")
+    out = Path(args.out) if args.out else Path(args.run) / "drift"
+    out.mkdir(parents=True, exist_ok=True)
+    records = {}
+    for comp in ([True, False] if args.compare else [not args.no_compensation]):
+        records["compensated" if comp else "raw"] = accuracy_over_time(
+            network, hw, preset.inference, run.parts.data, args.times,
+            jax.random.PRNGKey(args.seed), compensate=comp, cost=run.parts.cost, n_test=args.n_test)
+    (out / "drift.json").write_text(json.dumps({"run": str(args.run), "device": preset.name,
+                                                "records": records}, indent=2))
+    with open(out / "drift.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["compensation", "t_s", "test_acc", "test_loss", "test_unconverged", "alpha"])
+        for mode, recs in records.items():
+            for r in recs:
+                w.writerow([mode, r["t_s"], r["test_acc"], r["test_loss"], r["test_unconverged"], r["compensation"]])
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    for mode, recs in records.items():
+        ax.semilogx([r["t_s"] for r in recs], [r["test_acc"] for r in recs], "o-", label=mode)
+    ax.set_xlabel("time after programming [s]")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"{preset.name} drift", fontsize=9)
+    ax.legend()
+    save_figure(fig, out / "drift.png")
+    rows = [{"mode": mode, **r} for mode, recs in records.items() for r in recs]
+    print(format_table(rows, [("mode", "compensation", ""), ("t_s", "t [s]", ".3g"),
+                              ("test_acc", "test acc", ".4f"), ("compensation", "alpha", ".3f"),
+                              ("test_unconverged", "unconverged", "d")]))
+    print(f"wrote {out}/drift.json, drift.csv, drift.png")
+    return 0
+
+
+def register(sub) -> None:
+    """Add ``devices`` (``list``, ``show``) and ``drift`` to the ``analogeq`` parser."""
+    p = sub.add_parser("devices", help="pulsed device presets: list them, show one's pulse response",
+                       description="Device presets live in device_models/devices/ (one TOML file "
+                       "each, every number with its source). Use a name with 'train --device'.")
+    dsub = p.add_subparsers(dest="devices_command", required=True)
+    q = dsub.add_parser("list", help="the presets, one line each")
+    q.set_defaults(func=cmd_list)
+    q = dsub.add_parser("show", help="plot a preset's up/down pulse response over sampled devices "
+                        "and print its parameters with sources")
+    q.add_argument("name", help="preset name (analogeq devices list) or a TOML file")
+    q.add_argument("--n-devices", type=int, default=64, help="devices sampled for the spread (default 64)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the device sample (default 0)")
+    q.add_argument("--out", default="runs/devices", help="folder for NAME.png and NAME.json (default runs/devices)")
+    q.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("drift", help="accuracy of a trained network programmed into PCM, at times "
+                       "after programming (drift, programming and 1/f read noise, compensation)",
+                       description="Loads RUN (an 'analogeq train' output folder), programs its "
+                       "weights into the device's inference model on a chip and evaluates the test "
+                       "set at each --times value [s]; writes drift.json, drift.csv, drift.png.")
+    p.add_argument("run", help="run directory written by 'analogeq train'")
+    p.add_argument("--device", default="pcm", help="device preset with an [inference] model (default pcm)")
+    p.add_argument("--hardware", default="", help="chip preset or TOML (default: the run's, else realistic)")
+    p.add_argument("--times", type=float, nargs="+", default=[1.0, 60.0, 3600.0, 86400.0, 2592000.0],
+                   help="seconds after programming (default 1 s, 1 min, 1 h, 1 day, 30 days)")
+    p.add_argument("--no-compensation", action="store_true", help="no global drift compensation")
+    p.add_argument("--compare", action="store_true", help="evaluate with and without compensation")
+    p.add_argument("--n-test", type=int, default=None, help="test samples (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the programming and read noise")
+    p.add_argument("--out", default="", help="output folder (default RUN/drift)")
+    p.set_defaults(func=cmd_drift)
