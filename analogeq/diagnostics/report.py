@@ -190,6 +190,7 @@ def plot_spectrum(report: dict, path: str | Path) -> Path:
         ax.plot(me.real, me.imag, "x", ms=5, color=f"C{i % 10}", label=f"input {i}: largest |lambda(M)|")
     ax.set(xlabel="Re mu (1/tau)", ylabel="Im mu (1/tau)",
            title=f"Leading eigenvalues; verdict: {report['overall']['label']}")
+    ax.set_aspect("equal", adjustable="datalim")  # the stability disk is a circle
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6, loc="best")
     return save_figure(fig, path)
