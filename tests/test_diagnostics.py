@@ -3,6 +3,7 @@
 import json
 from functools import partial
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -235,3 +236,20 @@ def test_non_finite_fixed_point_is_an_error():
         diagnose_input(Undefined(*STABLE, n=4), X, EPS, opts, key=jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match="n_samples"):
         DiagnoseOptions(n_samples=3)
+
+
+def test_token_state_spectrum_matches_dense():
+    """A (T, d) state (equilibrium transformer block) is flattened for the probe."""
+    from analogeq.models.transformer import EqTransformer
+
+    block = EqTransformer(7, 4, 8, 2, key=jax.random.PRNGKey(0), dtype=F64)
+    x = jnp.array([1, 3, 0, 6])
+    field = eqx.Partial(block.force, x=x)
+    s = block.init_state(x) + 0.1
+    assert block.state_shape == (4, 8)
+    sp = leading_eigenvalues(field, s, 0.1, k=4, method="arpack")
+    mu_all = np.linalg.eigvals(dense_jacobian(field, s))
+    assert mu_all.size == 32
+    np.testing.assert_allclose(sp.max_real, mu_all.real.max(), atol=1e-9)
+    lam_all = np.abs(1 + 0.1 * mu_all)
+    np.testing.assert_allclose(sp.spectral_radius, lam_all.max(), atol=1e-9)
