@@ -183,11 +183,13 @@ def gradient_probe(model, cost, relaxation, estimator, xs, ys, key=None) -> dict
 
 @dataclass
 class TrainResult:
-    """Final model, every metrics record and a summary (see :func:`summarize`)."""
+    """Final model, every metrics record, a summary (see :func:`summarize`) and the updater's
+    final state (for a pulsed chip: the per-device pulse counters, ``state["pulses"]``)."""
 
     model: eqx.Module
     history: list[dict]
     summary: dict
+    state: object = None
 
 
 def _jsonable(d: dict) -> dict:
@@ -316,7 +318,7 @@ def train(
     summary = summarize(history, label, seconds, cfg.steps - start)
     if out is not None:
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    return TrainResult(model=model, history=history, summary=summary)
+    return TrainResult(model=model, history=history, summary=summary, state=state)
 
 
 def _check_resumable(cfg: TrainConfig, saved: dict) -> None:
