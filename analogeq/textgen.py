@@ -52,7 +52,7 @@ def sample_tokens(model, relaxation, prompt_ids, n: int, *, key, temperature: fl
     for k in range(n):
         ctx = ids[-t:]
         window = jnp.asarray(ctx + [ctx[-1]] * (t - len(ctx)), jnp.int32)
-        logits, _ = _next_logits(model, relaxation, window, len(ctx) - 1)
+        logits, _ = _next_logits(model, relaxation, window, jnp.asarray(len(ctx) - 1))
         nxt = int(jax.random.categorical(jax.random.fold_in(key, k), logits / temperature))
         ids.append(nxt)
         out.append(nxt)

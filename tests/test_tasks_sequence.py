@@ -160,8 +160,8 @@ def test_sampling_matches_full_window_relaxation():
 
     m = EqTransformer(6, 5, 8, 2, key=jax.random.PRNGKey(0), dtype=jnp.float64)
     relax = aq.EulerRelaxation(eps=0.25, T1=300, T2=1)
-    a, _ = _next_logits(m, relax, jnp.array([1, 2, 3, 3, 3], jnp.int32), 2)
-    b, _ = _next_logits(m, relax, jnp.array([1, 2, 3, 0, 5], jnp.int32), 2)
+    a, _ = _next_logits(m, relax, jnp.array([1, 2, 3, 3, 3], jnp.int32), jnp.asarray(2))
+    b, _ = _next_logits(m, relax, jnp.array([1, 2, 3, 0, 5], jnp.int32), jnp.asarray(2))
     np.testing.assert_allclose(a, b, atol=1e-10)  # padding after the context is invisible
 
 

@@ -127,6 +127,7 @@ class EqTransformer(AbstractModel):
         qk_norm: bool = True,
         max_len: int | None = None,
         residual_scale: float = 0.1,
+        pos_std: float = 1.0,
         dtype=jnp.float32,
         parameters: dict | None = None,
     ):
@@ -144,11 +145,12 @@ class EqTransformer(AbstractModel):
             max_len: positional table length (default ``seq_len``).
             residual_scale: factor on the initial residual-branch outputs ``W_o`` and ``W_2``
                 (0.1 in the recipe).
+            pos_std: standard deviation of the initial positional embeddings.
             dtype: parameter dtype.
             parameters: explicit arrays by field name (every field; ``key`` is then unused).
 
         Entries start as ``N(0, 1/fan_in)`` for the projections, ``N(0, 1)`` for token and
-        ``N(0, 1)`` for positional embeddings, gains 1, biases 0.
+        ``N(0, pos_std^2)`` for positional embeddings, gains 1, biases 0.
         """
         for name, value, low in (("vocab_size", vocab_size, 2), ("seq_len", seq_len, 1),
                                  ("d_model", d_model, 1), ("n_heads", n_heads, 1),
@@ -181,7 +183,7 @@ class EqTransformer(AbstractModel):
             return std * jax.random.normal(k, shape, dtype)
 
         self.tok = normal(ks[0], (v, d), 1.0)
-        self.pos = normal(ks[1], (max_len, d), 1.0)
+        self.pos = normal(ks[1], (max_len, d), pos_std)
         self.ln1_g, self.ln2_g = jnp.ones((d,), dtype), jnp.ones((d,), dtype)
         self.ln1_b, self.ln2_b = jnp.zeros((d,), dtype), jnp.zeros((d,), dtype)
         self.W_q = normal(ks[2], (d, d), 1 / math.sqrt(d))
