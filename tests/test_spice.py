@@ -167,8 +167,45 @@ def test_spice_in_the_loop_asymep_circuit(tmp_path):
     xs = jnp.array([[0.0, 1.0], [1.0, 1.0]])
     r = compare_with_ode(chip, xs, jnp.array([[0.8], [-0.8]]), beta=1e-3, correction="asym",
                          workdir=tmp_path)
+    print(f"SPICE AsymEP vs ODE AsymEP: cosine {r['cosine']:.8f}, rel error {r['rel_error']:.3g}")
     assert r["cosine"] >= 0.99
     assert "aeq_asym" in (tmp_path / "nudged_0_0.cir").read_text().split(".end")[-2]
+
+
+@pytest.mark.slow
+def test_spice_in_the_loop_ep_with_transient_phases(n8, tmp_path):
+    chip, _ = n8
+    xs = jax.random.uniform(jax.random.PRNGKey(5), (2, 4), jnp.float64, -1, 1)
+    r = compare_with_ode(chip, xs, jnp.array([0, 1]), beta=1e-2, mode="tran", workdir=tmp_path)
+    print(f"SPICE EP (.tran phases) vs ODE EP: cosine {r['cosine']:.8f}, rel error {r['rel_error']:.3g}")
+    assert r["cosine"] >= 0.99
+
+
+# ---- command line --------------------------------------------------------------------------
+
+
+def test_cli_export_and_its_errors(tmp_path, capsys):
+    from analogeq.cli import main
+
+    out = tmp_path / "xor.cir"
+    assert main(["spice", "export", "--block", "xor", "--out", str(out)]) == 0
+    body = lambda text: text.split("\n", 1)[1]  # noqa: E731  (the title line differs)
+    assert _same_netlist(body(out.read_text()), body(reference_netlist("xor").text))
+    assert main(["spice", "export", "--block", "xor", "--input", "0.1", "--out", str(out)]) == 2
+    assert "--input needs 2 values" in capsys.readouterr().err
+    assert main(["spice", "export", "--block", "xor", "--t-stop", "-1", "--out", str(out)]) == 2
+    assert "--t-stop must be > 0 seconds" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_validate(tmp_path, capsys):
+    from analogeq.cli import main
+
+    assert main(["spice", "validate", "--block", "xor", "--out", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "validation.json").read_text())
+    assert summary["tran_error_max_uV"] <= 50 and (tmp_path / "overlay.png").exists()
+    # an impossible bound fails the command
+    assert main(["spice", "validate", "--block", "xor", "--out", str(tmp_path), "--max-tran-uv", "1e-6"]) == 1
 
 
 # ---- runner robustness ---------------------------------------------------------------------
