@@ -236,6 +236,11 @@ def test_errors_name_the_netlist(tmp_path):
                   t_stop=None, analyses=("op",))
     with pytest.raises(SpiceConvergenceError, match=re.escape(str(tmp_path / "short.cir"))):
         run_netlist(bad, tmp_path / "short.cir")
+    with pytest.raises(SpiceConvergenceError) as info:  # no path: the failing netlist is kept
+        run_netlist(bad)
+    kept = Path(re.search(r"netlist (\S+analogeq_failed_\S+\.cir)", str(info.value))[1])
+    assert kept.read_text() == bad.text
+    kept.unlink()
     typo = Netlist(text="t\nV1 a 0 1\nXq a b nosuch\n.op\n.end\n", state_nodes=("a",), v_unit=1.0,
                    tau=1.0, t_stop=None, analyses=("op",))
     with pytest.raises(SpiceError, match="typo.cir.*unknown subckt"):

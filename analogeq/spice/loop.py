@@ -12,7 +12,6 @@ gradient ``g = a^T dF/dtheta`` at the free states (:func:`analogeq.ep.force_grad
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -63,7 +62,7 @@ def _ode_ep(estimator: EP, chip: Chip, relax: ChipRelaxation, xs, targets):
 @eqx.filter_jit
 def _asym_matrix(chip: Chip, x, s_star):
     """``-2 A`` with ``A = (J - J^T)/2``, ``J = dF/ds`` at ``s*`` (units of ``1/tau``)."""
-    jv, jtv = jacobian_products(partial(chip.force, x=x), s_star)
+    jv, _ = jacobian_products(partial(chip.force, x=x), s_star)
     eye = jnp.eye(s_star.shape[0], dtype=s_star.dtype)
     j = jax.vmap(jv)(eye).T
     return -(j - j.T)
@@ -103,7 +102,8 @@ def spice_ep(
             the held free state) or ``"tran"`` (each phase integrated for ``t_settle`` seconds
             from ``chip.init_state`` / the held free state, last point read).
         t_settle: settle window [s] for ``mode="tran"`` (default ``40 tau``).
-        workdir: directory for the netlists (default: a temporary directory).
+        workdir: directory to keep the netlists in, ``free_<b>.cir`` and ``nudged_<b>_<k>.cir``
+            (default: none kept; see :meth:`analogeq.spice.runner.Ngspice.run`).
     """
     require_float64()
     chip = check_block(chip)
@@ -116,12 +116,13 @@ def spice_ep(
     relax = relaxation or ChipRelaxation(chip.config)
     t_settle = 40 * chip.tau if t_settle is None else float(t_settle)
     xs = jnp.asarray(xs, chip.offset.dtype)
-    work = Path(workdir or tempfile.mkdtemp(prefix="analogeq_ep_"))
+    work = None if workdir is None else Path(workdir)
+    where = lambda name: None if work is None else work / name  # noqa: E731
     n = chip.n_neurons
     frees, nudged, secs = [], [], 0.0
     for b in range(xs.shape[0]):
         x = xs[b]
-        s, w = _solve(chip, x, options, mode, t_settle, work / f"free_{b}.cir")
+        s, w = _solve(chip, x, options, mode, t_settle, where(f"free_{b}.cir"))
         secs += w
         s_hold = np.asarray(relax.hold(jnp.asarray(s)))
         y = chip.readout(jnp.asarray(s_hold))
@@ -131,7 +132,7 @@ def spice_ep(
         for k, bk in enumerate((beta, -beta)):
             nudge = Nudge(beta=bk, target=target, hold=s_hold[:n] if m is not None else None, correction=m)
             extra = {"guess": s_hold} if mode == "op" else {"s0": s_hold}
-            sk, w = _solve(chip, x, options, mode, t_settle, work / f"nudged_{b}_{k}.cir", nudge=nudge, **extra)
+            sk, w = _solve(chip, x, options, mode, t_settle, where(f"nudged_{b}_{k}.cir"), nudge=nudge, **extra)
             secs += w
             pair.append(sk)
         frees.append(s)

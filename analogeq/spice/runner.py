@@ -169,16 +169,31 @@ class Ngspice:
         self.version = self._ng._ngspice_version
         self.library = os.environ["NGSPICE_LIBRARY_PATH"]
         self.runs = 0
+        self.last_log: list[str] = []
 
     def run(self, netlist: Netlist, path: str | os.PathLike | None = None) -> SpiceResult:
-        """Write ``netlist`` to ``path`` (default: a file in the system temp directory), run its
-        analyses and return the node voltages [V]. Raises :class:`SpiceConvergenceError` or
-        :class:`SpiceError` naming the path."""
-        if path is None:
-            fd, name = tempfile.mkstemp(prefix="analogeq_", suffix=".cir")
-            os.close(fd)
-            path = name
+        """Write ``netlist`` to ``path``, run its analyses and return the node voltages [V].
+
+        Without ``path`` the netlist goes to a per-process scratch file in the temp directory
+        (overwritten by the next run, so repeated runs leave nothing behind); a netlist that fails
+        is then kept under a unique name. Raises :class:`SpiceConvergenceError` or
+        :class:`SpiceError` naming the netlist's path.
+        """
+        scratch = path is None
+        if scratch:
+            path = Path(tempfile.gettempdir()) / f"analogeq_spice_{os.getpid()}.cir"
         path = netlist.write(path)
+        try:
+            return self._run(netlist, path)
+        except SpiceError as e:
+            if not scratch:
+                raise
+            fd, kept = tempfile.mkstemp(prefix="analogeq_failed_", suffix=".cir")
+            os.close(fd)
+            os.replace(path, kept)
+            raise type(e)(str(e).replace(str(path), kept)) from None
+
+    def _run(self, netlist: Netlist, path: Path) -> SpiceResult:
         with _LOCK:
             t0 = time.perf_counter()
             ng = self._ng
