@@ -15,6 +15,7 @@ are serialized by a lock. PySpice 1.5 has known problems with newer ngspice, han
 
 from __future__ import annotations
 
+import atexit
 import ctypes.util
 import glob
 import logging
@@ -85,7 +86,9 @@ class SpiceResult:
         tran: ``.tran`` node voltages [V] by node name, each shaped like ``time``.
         netlist_path: where the netlist that ran was written.
         wall_time: seconds spent in ngspice (load, analyses, result copy) [s].
-        log: ngspice's output lines.
+        log: ngspice's output lines (stdout and stderr).
+        stderr: the lines ngspice wrote to stderr (informational ``Note:`` / ``Warning:`` lines
+            of a run that succeeded, which PySpice 1.5 itself would have raised on).
     """
 
     op: dict[str, float] | None
@@ -94,6 +97,7 @@ class SpiceResult:
     netlist_path: Path
     wall_time: float
     log: tuple[str, ...]
+    stderr: tuple[str, ...] = ()
 
 
 class _VersionFilter(logging.Filter):
@@ -157,6 +161,18 @@ def _shared_class():
     return _Shared, ffi
 
 
+def _scratch_path() -> Path:
+    """This process's scratch netlist (removed at exit)."""
+    path = Path(tempfile.gettempdir()) / f"analogeq_spice_{os.getpid()}.cir"
+    if path not in _SCRATCH:
+        _SCRATCH.add(path)
+        atexit.register(path.unlink, missing_ok=True)
+    return path
+
+
+_SCRATCH: set[Path] = set()
+
+
 class Ngspice:
     """The process's ngspice session. Use :func:`session` to get it."""
 
@@ -181,7 +197,7 @@ class Ngspice:
         """
         scratch = path is None
         if scratch:
-            path = Path(tempfile.gettempdir()) / f"analogeq_spice_{os.getpid()}.cir"
+            path = _scratch_path()
         path = netlist.write(path)
         try:
             return self._run(netlist, path)
@@ -198,6 +214,7 @@ class Ngspice:
             t0 = time.perf_counter()
             ng = self._ng
             log: list[str] = []
+            stderr: list[str] = []
             self.last_log = log
             try:
                 log += ng.command("destroy all")
@@ -206,12 +223,14 @@ class Ngspice:
                 ng._lines = []
                 rc = ng._ngspice_shared.ngSpice_Circ(self._ffi.new("char *[]", keep))
                 load = [c for _, c in ng._lines]
+                stderr += [c for p, c in ng._lines if p == "stderr"]
                 log += load
                 errors = [ln for ln in load if _ERROR.search(ln) and not _BENIGN.match(ln)]
                 if rc or errors:
                     raise SpiceError(f"ngspice rejected the netlist {path}: "
                                      f"{'; '.join(errors[:3]) or f'ngSpice_Circ returned {rc}'}")
                 out = ng.command("run")
+                stderr += [c for p, c in ng._lines if p == "stderr"]
                 log += out
                 errors = [ln for ln in out if _ERROR.search(ln) and not _BENIGN.match(ln)]
                 plots = ng.plot_names
@@ -233,7 +252,8 @@ class Ngspice:
             wall = time.perf_counter() - t0
         op_v = None if op is None else {k: float(v[0]) for k, v in op.items()}
         t = None if tr is None else tr.pop("time")
-        return SpiceResult(op=op_v, time=t, tran=tr, netlist_path=path, wall_time=wall, log=tuple(log))
+        return SpiceResult(op=op_v, time=t, tran=tr, netlist_path=path, wall_time=wall, log=tuple(log),
+                           stderr=tuple(stderr))
 
     @staticmethod
     def _latest(plots, kind):
