@@ -46,8 +46,8 @@ METHODS = ("trap", "gear")
 
 
 def _num(v: float) -> str:
-    """A number as ngspice reads it back exactly (17 significant digits)."""
-    return f"{float(v):.17g}"
+    """A number as ngspice reads it back exactly (Python's shortest round-trip repr)."""
+    return repr(float(v))
 
 
 @dataclass(frozen=True)
@@ -258,7 +258,7 @@ def chip_netlist(
              f"v_unit = {_num(vu)} V, G_ref = {_num(g_ref)} S",
              f"* nonlinearity: {options.nonlinearity}, rail {_num(nc.rail)} V; op-amp A0 = {_num(a0)}, "
              f"rails +-{_num(options.opamp_rail)} V; amplifier pole {_num(nc.amp_pole_tau)} s",
-             "* state s (units of v_unit) = [V(v0..v{n-1})" + (", V(y0..y{n-1})" if pole else "")
+             f"* state s (units of v_unit) = [V(v0..v{n - 1})" + (f", V(y0..y{n - 1})" if pole else "")
              + "] / v_unit",
              "* Noise sources are not written (deterministic field).", "",
              "* ---- subcircuit library (circuits/analogeq.lib, verbatim) ----",
