@@ -7,6 +7,8 @@ Needs ngspice's shared library (``make test`` installs it on Debian); set
 import json
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import jax
@@ -256,6 +258,15 @@ def test_errors_name_the_netlist(tmp_path):
     res = run_netlist(floating, tmp_path / "floating.cir")
     assert res.op["b"] == pytest.approx(0.75, rel=1e-6)  # gmin left on the floating node
     assert any(not line.startswith("Warning:") for line in res.stderr), res.stderr
+
+
+def test_missing_ngspice_says_how_to_install():
+    code = ("import analogeq.spice.runner as r\n"
+            "r.find_libngspice = lambda: None\n"
+            "try:\n    r.session()\nexcept r.NgspiceNotFound as e:\n    print('MISSING:', e)\n")
+    env = {k: v for k, v in os.environ.items() if k != "NGSPICE_LIBRARY_PATH"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert "MISSING:" in out.stdout and "apt-get install -y ngspice libngspice0" in out.stdout, out.stderr
 
 
 # ---- reference netlists --------------------------------------------------------------------
