@@ -146,10 +146,13 @@ def compare(
         run = cfg.replace(steps=steps)
         digital = train(run, None if out is None else out / "digital", progress=progress,
                         parts=build_digital(run), label="digital emulator")
+        parts = build_analog(run, hardware)
+        # The label names the chip, and with pulsed devices the device and update scheme.
+        label = "analog " + parts.label
         analog = train(run, None if out is None else out / "chip", progress=progress,
-                       parts=build_analog(run, hw), label="analog chip")
-        report["training"] = {"digital emulator": digital.summary, "analog chip": analog.summary}
-        report["_histories"] = {"digital emulator": digital.history, "analog chip": analog.history}
+                       parts=parts, label=label)
+        report["training"] = {"digital emulator": digital.summary, label: analog.summary}
+        report["_histories"] = {"digital emulator": digital.history, label: analog.history}
     if out is not None:
         write_report(report, out)
     return report

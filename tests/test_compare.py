@@ -18,7 +18,7 @@ def test_compare_ideal_chip_agrees_with_emulator(tmp_path):
     assert len(mc["test_acc"]["values"]) == 3
     # ideal chips are identical whatever the key
     assert np.ptp(mc["fixed_point_error"]["values"]) < 1e-6
-    assert set(report["training"]) == {"digital emulator", "analog chip"}
+    assert set(report["training"]) == {"digital emulator", "analog chip (ideal)"}
     assert "digital emulator" in format_compare(report)
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["at_init"]["tau_s"] == init["tau_s"]
