@@ -38,7 +38,7 @@ ngspice:
 test: $(STAMP) ngspice
 	$(PY) -m pytest -m "not slow" -q
 
-test-all: $(STAMP)
+test-all: $(STAMP) ngspice
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

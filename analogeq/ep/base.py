@@ -100,7 +100,7 @@ class AbstractForceFormEstimator(AbstractEstimator):
         )(xs, targets, free.state, sample_keys(k_nudged, xs.shape[0]))
         used = free.converged if gate else jnp.ones_like(free.converged)
         weight = used.astype(a.dtype) / jnp.maximum(jnp.sum(used), 1)
-        weighted = a * weight.reshape((-1,) + (1,) * (a.ndim - 1))
+        weighted = jax.vmap(model.update_adjoint)(a) * weight.reshape((-1,) + (1,) * (a.ndim - 1))
         # The update is local: the read contrast times the presynaptic signals at the read state.
         at = relaxation.read(free.state)
         grads = force_gradient(model, xs, at, weighted)

@@ -138,6 +138,16 @@ class Chip(_Layered):
     def init_state(self, x: Array) -> Array:
         return jnp.zeros(self.state_shape, self.offset.dtype)
 
+    def update_adjoint(self, a: Array) -> Array:
+        """With an amplifier pole the adjoint's amplifier part is exactly ``(tau_a / tau)``
+        times its node part at the fixed point (the stage output ``y`` enters the cost only
+        through ``v``: ``lambda_v - lambda_y tau / tau_a = 0``), so the update uses the node
+        contrast, which the ADC reads at 10x the amplitude for ``tau_a = 0.1 tau``."""
+        if not self.has_pole:
+            return a
+        a_v = a[: self.n_neurons]
+        return jnp.concatenate([a_v, (self.config.neuron.amp_pole_tau / self.tau) * a_v])
+
     def local_signals(self, x: Array, s: Array, a: Array) -> tuple[tuple[Array, Array], ...]:
         """The rank-one factors of one sample's update, per tile in :meth:`tiles` order.
 

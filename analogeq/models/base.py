@@ -51,6 +51,13 @@ class AbstractModel(eqx.Module):
         """Additive white noise on the state (state units per ``sqrt(tau)``), or ``None``."""
         return None
 
+    def update_adjoint(self, a: Array) -> Array:
+        """The adjoint the update is built from, given an estimate ``a`` of one sample's.
+
+        A realization may rebuild parts of it from components that relate to them exactly at
+        the fixed point but are read with more signal; the default uses ``a`` as it is."""
+        return a
+
     def check_input(self, x: Array) -> None:
         """Raise ``ValueError`` naming the expected shape when ``x`` does not fit the model."""
 
