@@ -17,7 +17,6 @@ from analogeq.diagnostics.report import (
     diagnose_input,
     diagnose_run,
     format_verdicts,
-    load_run,
     plot_spectrum,
 )
 from analogeq.diagnostics.verdict import LABELS, Verdict, classify, verdict
@@ -43,7 +42,6 @@ __all__ = [
     "format_verdicts",
     "jacobian_matvec",
     "leading_eigenvalues",
-    "load_run",
     "plot_spectrum",
     "settle",
     "verdict",

@@ -11,14 +11,11 @@ def cmd_diagnose(args) -> int:
         DiagnoseOptions,
         diagnose_run,
         format_verdicts,
-        load_run,
     )
 
-    tol = args.tol
-    if tol is None:
-        tol = load_run(args.run_dir)[0].tol
+    # tol None: the run's own convergence tolerance
     options = DiagnoseOptions(k=args.k, method=args.method, euler_steps=args.euler_steps,
-                              t_max=args.t_max, tol=tol, seed=args.seed)
+                              t_max=args.t_max, tol=args.tol, seed=args.seed)
     report = diagnose_run(args.run_dir, n_inputs=args.n_inputs, options=options, out=args.out)
     print(f"{report['realization']}, step {report['step']}, state {tuple(report['state_shape'])}")
     print(format_verdicts(report))

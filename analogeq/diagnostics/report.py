@@ -18,6 +18,8 @@ programmed conductances are linearized) or a token block with a ``(T, d)`` state
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -45,7 +47,8 @@ class DiagnoseOptions:
         settle_t_max: horizon of the fixed-point solve (units of ``tau``).
         settle_max_steps: solver step budget of the fixed-point solve.
         fixed_point_tol: relative residual ``|F|/|s|`` at which the fixed-point solve stops.
-        tol: relative residual under which a relaxation counts as converged.
+        tol: relative residual under which a relaxation counts as converged (``None``: the
+            run's ``tol``, in :func:`diagnose_run`).
         seed: seed of the projection vectors and ARPACK's start vector.
     """
 
@@ -57,7 +60,7 @@ class DiagnoseOptions:
     settle_t_max: float = 2000.0
     settle_max_steps: int = 200_000
     fixed_point_tol: float = 1e-9
-    tol: float = 1e-6
+    tol: float | None = 1e-6
     seed: int = 0
 
     def __post_init__(self):
@@ -71,6 +74,8 @@ class DiagnoseOptions:
                 raise ValueError(f"{name} must be an integer >= 8; got {v!r}")
         for name in ("t_max", "settle_t_max", "fixed_point_tol", "tol"):
             v = getattr(self, name)
+            if name == "tol" and v is None:  # diagnose_run fills in the run's own tol
+                continue
             if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be a finite number > 0; got {v!r}")
 
@@ -196,37 +201,6 @@ def plot_spectrum(report: dict, path: str | Path) -> Path:
     return save_figure(fig, path)
 
 
-def load_run(run_dir: str | Path):
-    """``(config, model, data, step)`` of a training run directory (``config.toml`` and the checkpoint
-    written by ``analogeq train``); the model is rebuilt with the builders ``train`` uses (the
-    digital emulator, or the chip of ``config.hardware``). ``run_dir`` may also name the
-    checkpoint file itself."""
-    from analogeq.checkpoint import STATE, has_checkpoint, load_checkpoint
-    from analogeq.config import TrainConfig
-    from analogeq.training import build_digital
-
-    d = Path(run_dir)
-    if d.name == STATE:
-        d = d.parent
-    if not d.is_dir():
-        raise FileNotFoundError(f"run directory {d} does not exist (give the --out directory of "
-                                "'analogeq train')")
-    if not (d / "config.toml").exists():
-        raise FileNotFoundError(f"{d} has no config.toml: it is not a run directory of 'analogeq train'")
-    if not has_checkpoint(d):
-        raise FileNotFoundError(f"no checkpoint in {d} (expected checkpoint.eqx and checkpoint.json; "
-                                "'analogeq train' writes them every --checkpoint-every steps)")
-    cfg = TrainConfig.from_toml(d / "config.toml")
-    if cfg.hardware:
-        from analogeq.hardware.run import build_analog
-
-        parts = build_analog(cfg, cfg.hardware)
-    else:
-        parts = build_digital(cfg)
-    (model, _), meta = load_checkpoint(d, (parts.model, parts.updater.init(parts.model)))
-    return cfg, model, parts.data, int(meta.get("step", -1))
-
-
 def diagnose_run(run_dir: str | Path, *, n_inputs: int = 4, options: DiagnoseOptions | None = None,
                  out: str | Path | None = None) -> dict:
     """``analogeq diagnose``: load a run, diagnose its model in float64 at the first ``n_inputs``
@@ -237,10 +211,15 @@ def diagnose_run(run_dir: str | Path, *, n_inputs: int = 4, options: DiagnoseOpt
 
     if not (isinstance(n_inputs, int) and n_inputs >= 1):
         raise ValueError(f"n_inputs must be an integer >= 1; got {n_inputs!r}")
-    cfg, model, data, step = load_run(run_dir)
+    from analogeq.runs import load_run
+
+    run = load_run(run_dir)
+    cfg, model, data, step = run.config, run.model, run.parts.data, run.step
     jax.config.update("jax_enable_x64", True)
     model = to_float64(model)
     options = options or DiagnoseOptions(tol=cfg.tol)
+    if options.tol is None:
+        options = dataclasses.replace(options, tol=cfg.tol)
     xs = jnp.asarray(np.asarray(data.x_test[:n_inputs]))
     if jnp.issubdtype(xs.dtype, jnp.floating):
         xs = xs.astype(jnp.float64)
