@@ -32,7 +32,7 @@ def pulse_response(preset: DevicePreset, n_devices: int = 64, seed: int = 0, max
 
 def plot_pulse_response(preset: DevicePreset, response: dict, path: str | Path) -> Path:
     """Mean, 5-95 % band over devices and a few single devices; saves a PNG at ``path``."""
-    from analogeq.plots import save_figure
+    from analogeq.plots import save_figure  # sets the Agg backend before pyplot loads
 
     import matplotlib.pyplot as plt
 

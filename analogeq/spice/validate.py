@@ -115,9 +115,8 @@ class Validation:
     def plot(self, path: str | os.PathLike, n_traces: int = 8) -> Path:
         """Overlay of ODE (lines) and ngspice (dots) waveforms of up to ``n_traces`` states, and
         the error of every state (microvolts) against time (nanoseconds)."""
-        import matplotlib
+        from analogeq.plots import save_figure  # sets the Agg backend before pyplot loads
 
-        matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
         t = self.time * 1e9
@@ -134,12 +133,7 @@ class Validation:
         b.plot(t, (self.spice - self.ode) * 1e6, lw=0.6)
         b.set_xlabel("time [ns]")
         b.set_ylabel("ngspice - ODE [uV]")
-        fig.tight_layout()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return path
+        return save_figure(fig, path)
 
 
 @eqx.filter_jit
