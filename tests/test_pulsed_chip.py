@@ -138,3 +138,20 @@ def test_rank_one_schemes_need_sgd_and_hardware():
         TrainConfig(device="ideal")
     with pytest.raises(ValueError, match="unknown device preset"):
         load_device("nope")
+
+
+@pytest.mark.slow
+def test_pulsed_training_resumes_exactly(tmp_path):
+    from analogeq.hardware.run import build_analog
+    from analogeq.training import train
+
+    cfg = TrainConfig(hidden=(8,), steps=4, eval_every=2, checkpoint_every=2, probe_every=100,
+                      hardware="ideal", device="ecram-tang2018", update="mixed", optimizer="sgd",
+                      lr=0.1, beta=0.2, gate=False)
+    full = train(cfg, tmp_path / "full", progress=False, parts=build_analog(cfg, "ideal"))
+    train(cfg.replace(steps=2), tmp_path / "split", progress=False, parts=build_analog(cfg, "ideal"))
+    resumed = train(cfg, tmp_path / "split", resume=True, progress=False, parts=build_analog(cfg, "ideal"))
+    for a, b in zip(jax.tree_util.tree_leaves((full.model, full.state)),
+                    jax.tree_util.tree_leaves((resumed.model, resumed.state))):
+        np.testing.assert_array_equal(a, b)
+    assert sum(int(jnp.sum(c)) for c in full.state["pulses"]) > 0
