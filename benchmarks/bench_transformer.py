@@ -56,8 +56,8 @@ PARITY = dict(model="eqtransformer", task="parity", cost="token_cross_entropy", 
               eps=0.25, T1=60, T2=12, beta=0.05, ep_kind="centered", correction="asym", lr=1e-3, batch_size=32,
               resreg=1.0, grad_clip=1.0, ema=0.99, gate=False, tol=1e-3, seed=0)
 CHARLM = dict(model="eqtransformer", task="charlm", cost="token_cross_entropy", seq_len=32, d_model=32, n_heads=4,
-              eps=0.25, T1=40, T2=10, beta=0.05, ep_kind="centered", correction="asym", lr=2e-3, batch_size=16,
-              resreg=0.2, warmup=100, grad_clip=1.0, gate=False, tol=1e-3, seed=0)
+              eps=0.25, T1=40, T2=10, beta=0.05, ep_kind="centered", correction="asym", lr=1e-3, batch_size=16,
+              resreg=1.0, warmup=100, grad_clip=1.0, weight_cap=2.0, gate=False, tol=1e-3, seed=0)
 
 
 def machine() -> dict:
@@ -135,7 +135,10 @@ def run_bp(cfg: TrainConfig, eval_every: int, max_seconds: float, label: str = "
     def step(m, s, xb, yb):
         val, g = eqx.filter_value_and_grad(loss)(m, xb, yb)
         upd, s = opt.update(g, s, eqx.filter(m, eqx.is_inexact_array))
-        return eqx.apply_updates(m, upd), s, val
+        m = eqx.apply_updates(m, upd)
+        if cfg.weight_cap > 0:  # the same weight-norm cap as the equilibrium runs
+            m = stability.cap_weights(m, cfg.weight_cap)
+        return m, s, val
 
     @eqx.filter_jit
     def val_loss(m):
@@ -289,7 +292,8 @@ def tables(parity: dict | None, charlm: dict | None, grads: dict | None = None) 
         lines += ["### Char-LM, tiny Shakespeare", "",
                   f"Block d={c['d_model']}, H={c['n_heads']}, T={c['seq_len']}, batch {c['batch_size']}, "
                   f"eps={c['eps']}, T1={c['T1']}, T2={c['T2']}, beta={c['beta']}, lr={c['lr']} "
-                  f"(warmup {c['warmup']}), resreg {c['resreg']}; 128 fixed validation windows.", "",
+                  f"(warmup {c['warmup']}), grad clip {c['grad_clip']}, weight cap {c['weight_cap']}, resreg {c['resreg']} "
+                  "(equilibrium runs); 128 fixed validation windows.", "",
                   "| run | steps | val CE at end (nats/char) | best val CE | steps/s | train time (s) |",
                   "|---|---|---|---|---|---|"]
         for r in charlm["runs"]:
