@@ -174,13 +174,3 @@ def test_update_writes_quantized_levels_within_bounds(leaky):
         assert bool(jnp.all((t.g_pos >= t.lo[0]) & (t.g_pos <= t.hi[0])))
     # A positive gradient lowers every weight.
     assert bool(jnp.all(new.as_model().weights[0] <= chip.as_model().weights[0] + 1e-12))
-
-
-def test_drift_hook_follows_power_law(leaky):
-    cfg = ChipConfig.ideal().replace(**{"crossbar.drift_nu": 0.05, "crossbar.drift_t0": 20.0})
-    chip = realize(leaky, cfg, jax.random.PRNGKey(0))
-    for t in (1.0, 20.0):
-        np.testing.assert_array_equal(chip.drifted(t).forward[0].g_pos, chip.forward[0].g_pos)
-    later = chip.drifted(2e4)
-    np.testing.assert_allclose(later.forward[0].g_pos / chip.forward[0].g_pos, (2e4 / 20.0) ** -0.05, rtol=1e-12)
-    np.testing.assert_allclose(later.as_model().weights[1], chip.as_model().weights[1] * 1000.0 ** -0.05, rtol=1e-10)

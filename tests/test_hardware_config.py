@@ -59,10 +59,6 @@ BAD = [
     ("crossbar.d2d_bounds", "0.1"),
     ("crossbar.read_noise", -1e-3),
     ("crossbar.read_noise", math.inf),
-    ("crossbar.drift_nu", -0.05),
-    ("crossbar.drift_nu", [0.05]),
-    ("crossbar.drift_t0", 0.0),
-    ("crossbar.drift_t0", -20.0),
     ("crossbar.thermal_noise", 1),
     ("crossbar.thermal_noise", "true"),
     ("crossbar.thermal_noise", None),
@@ -209,7 +205,7 @@ def test_ideal_preset_is_the_default_chip():
     ideal = ChipConfig.preset("ideal")
     assert ideal == ChipConfig.ideal() == ChipConfig()
     cb, n, p = ideal.crossbar, ideal.neuron, ideal.periphery
-    assert cb.n_levels == 0 and cb.prog_noise == cb.d2d_bounds == cb.read_noise == cb.drift_nu == 0
+    assert cb.n_levels == 0 and cb.prog_noise == cb.d2d_bounds == cb.read_noise == 0
     assert not cb.thermal_noise and not n.kTC_noise and ideal.noise.temperature == 0
     assert n.offset_sigma == n.gain_sigma == n.amp_pole_tau == 0
     assert n.rail_units == 1.0  # the circuit's tanh is the model's rho

@@ -177,18 +177,6 @@ class Chip(_Layered):
         return eqx.tree_at(lambda c: (c.forward, c.feedback, c.biases), self,
                            (noisy(self.forward), noisy(self.feedback), noisy(self.biases)))
 
-    def drifted(self, t: float) -> "Chip":
-        """The chip ``t`` seconds after programming: every conductance follows the power law
-        ``G (t / drift_t0)^(-drift_nu)`` for ``t > drift_t0`` (unchanged before; ``drift_nu = 0``:
-        no drift). Device-specific exponents and compensation belong to the device models."""
-        cb = self.config.crossbar
-        if cb.drift_nu == 0 or t <= cb.drift_t0:
-            return self
-        f = (t / cb.drift_t0) ** (-cb.drift_nu)
-        scale = lambda ts: tuple(eqx.tree_at(lambda x: (x.g_pos, x.g_neg), x, (x.g_pos * f, x.g_neg * f)) for x in ts)  # noqa: E731
-        return eqx.tree_at(lambda c: (c.forward, c.feedback, c.biases), self,
-                           (scale(self.forward), scale(self.feedback), scale(self.biases)))
-
     def noise(self):
         """White-noise amplitude per state (units of ``v_unit`` per ``sqrt(tau)``).
 

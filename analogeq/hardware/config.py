@@ -7,7 +7,7 @@ JAX): one section per block of the chip (DESIGN.md section 4).
 section                 what it describes
 ======================  =================================================================
 ``crossbar``            :class:`CrossbarConfig`: differential conductance pairs, levels,
-                        programming / read noise, device-to-device bounds, drift
+                        programming / read noise, device-to-device bounds
 ``neuron``              :class:`NeuronConfig`: RC node, nonlinearity circuit (rails, offset,
                         gain mismatch), amplifier pole, ``kT/C`` noise
 ``periphery``           :class:`PeripheryConfig`: DAC, ADC, sample-and-hold
@@ -290,9 +290,6 @@ class CrossbarConfig(_Section):
             variation, drawn once per chip), in ``[0, 1)``. Default ``0.0``.
         read_noise: relative std of a device's conductance per MVM read, multiplicative:
             ``G_read = G (1 + read_noise xi)`` (dimensionless, ``>= 0``). Default ``0.0``.
-        drift_nu: power-law drift exponent, ``G(t) = G (t / drift_t0)^(-drift_nu)``
-            (dimensionless, ``>= 0``; ``0`` = no drift). Default ``0.0``.
-        drift_t0: drift reference time [s], ``> 0``. Default ``20.0`` (aihwkit PCM model).
         thermal_noise: Johnson current noise of every device, PSD ``4 k_B T G`` [A^2/Hz]
             (temperature from :class:`NoiseConfig`). Default ``False``.
     """
@@ -317,8 +314,6 @@ class CrossbarConfig(_Section):
         0.0, "device-to-device relative std of each device's G_min/G_max", "", ge=0.0, lt=1.0
     )
     read_noise: float = _real(0.0, "relative std of G per MVM read", "", ge=0.0)
-    drift_nu: float = _real(0.0, "power-law drift exponent, G (t/drift_t0)^-nu", "", ge=0.0)
-    drift_t0: float = _real(20.0, "drift reference time", "s", gt=0.0)
     thermal_noise: bool = _bool(False, "Johnson current noise sqrt(4 k_B T G) per device")
 
     _G_ref_auto: bool = field(default=False, init=False, repr=False, compare=False)
