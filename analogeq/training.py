@@ -285,7 +285,8 @@ def train(
         m = stability.ema_model(m, state)  # the parameter EMA when the run keeps one
         rec = {"kind": "eval", "step": k,
                **evaluate(m, parts.cost, parts.relaxation, data.x_test, data.y_test, eval_key)}
-        if (parts.estimator is not None and not isinstance(parts.estimator, ImplicitAdjoint)
+        exact_run = isinstance(getattr(parts.estimator, "inner", parts.estimator), ImplicitAdjoint)
+        if (parts.estimator is not None and not exact_run
                 and (k % cfg.probe_every == 0 or k == cfg.steps)):
             rec.update(gradient_probe(m, parts.cost, parts.relaxation, parts.estimator, probe_x,
                                       probe_y, eval_key))

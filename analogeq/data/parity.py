@@ -51,7 +51,7 @@ def load_parity(bits: int = 8, val_fraction: float = 0.25, split_seed: int = 0) 
         raise ValueError(f"val_fraction must lie in (0, 1); got {val_fraction!r}")
     x, y = parity_sequences(int(bits))
     perm = np.random.default_rng(split_seed).permutation(len(x))
-    n_val = max(1, int(round(val_fraction * len(x))))
+    n_val = max(1, round(val_fraction * len(x)))
     if n_val >= len(x):
         raise ValueError(f"val_fraction {val_fraction} leaves no training strings for {bits} bits")
     va, tr = perm[:n_val], perm[n_val:]
