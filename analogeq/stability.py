@@ -14,7 +14,7 @@ controls, all optional:
   (an unbiased estimate of ``|A|_F^2 / n``), weighted by ``lambda`` from a residual-driven
   controller: ``r_ema <- m r_ema + (1 - m) res``, ``lambda <- clip(lambda (r_ema / target)^0.3,
   floor, max)``. ``lambda`` and ``r_ema`` live in the training state and are checkpointed.
-* ``weight_cap`` -- after each update every matrix in ``CAPPED`` (attention and FFN weights of the
+* ``weight_cap`` -- after each update every capped matrix (``W_q, W_k, W_v, W_o, W_1, W_2`` of the
   transformer, every 2-D weight of other models) is rescaled so its Frobenius norm is at most
   ``weight_cap * sqrt(min(rows, cols))`` (a bound on its RMS singular value).
 * ``ema`` -- exponential moving average of the parameters (decay ``ema``); evaluation uses it.
