@@ -63,22 +63,16 @@ def sample_text(run_dir, prompt: str, n: int, *, seed: int = 0, temperature: flo
     """Continue ``prompt`` by ``n`` characters with the char-LM block trained in ``run_dir``
     (its ``config.toml`` and checkpoint; the vocabulary is rebuilt from the run's ``text_path``).
     Returns the prompt followed by the generated text."""
-    from analogeq.checkpoint import load_checkpoint
-    from analogeq.config import TrainConfig
     from analogeq.data.text import read_text
+    from analogeq.runs import load_run
     from analogeq.stability import ema_model
-    from analogeq.training import build_digital
 
-    d = Path(run_dir)
-    if not (d / "config.toml").exists():
-        raise FileNotFoundError(f"{d} has no config.toml: give the --out directory of 'analogeq train'")
-    cfg = TrainConfig.from_toml(d / "config.toml")
+    run = load_run(run_dir)
+    cfg = run.config
     if cfg.model != "eqtransformer" or cfg.task != "charlm":
-        raise ValueError(f"sampling needs a run of model 'eqtransformer' on task 'charlm'; {d} holds "
+        raise ValueError(f"sampling needs a run of model 'eqtransformer' on task 'charlm'; {run_dir} holds "
                          f"model {cfg.model!r} on task {cfg.task!r}")
-    parts = build_digital(cfg)
-    (model, state), _ = load_checkpoint(d, (parts.model, parts.updater.init(parts.model)))
-    model = ema_model(model, state)
+    model, parts = ema_model(run.model, run.state), run.parts
     _, vocab = read_text(cfg.text_path)
     ids = vocab.encode(prompt) if prompt else np.asarray([0], np.int32)
     new = sample_tokens(model, parts.relaxation, ids, n, key=jax.random.PRNGKey(seed), temperature=temperature)
