@@ -1,0 +1,530 @@
+"""The equilibrium transformer block as behavioral analog circuits, relaxed in continuous time.
+
+The digital block (:class:`analogeq.models.transformer.EqTransformer`) is the field
+``F(z) = -(z - x_in) + Attn(LN1 z) + FFN(LN2 z) - c z`` on token states ``z`` (shape ``(T, d)``).
+:func:`realize_transformer` builds one chip instance of it from behavioral models of its parts
+(all signals in units of ``neuron.v_unit``, time in units of ``tau = C / g_leak``):
+
+==========================  ==================================================================
+part                        circuit and its non-idealities
+==========================  ==================================================================
+``x_in = tok[idx] + pos``   digital embedding through the input DAC (``periphery.dac_*``)
+``W_q, W_k, W_v, W_o``,     crossbar tiles ``W = (G+ - G-) / G_ref`` programmed with
+``W_1, W_2, b_1, b_2``      :func:`analogeq.hardware.realize.map_tile` (levels, programming noise,
+                            device-to-device bounds), read noise per settle; a tile whose
+                            ``max |W|`` exceeds ``crossbar.w_max`` is stored as ``W / s`` and its
+                            transimpedance stage has gain ``s`` (``Tile scale``)
+``LN1``, ``LN2``, q/k norm  normalization circuit: mean subtraction and division by
+                            ``sqrt(mean(c^2) + eps)`` (the digital epsilons), with a gain error
+                            ``(1 + gamma)`` per instance (per token; per head and token for q, k);
+                            the layer-norm gain and bias are programmable trims of the circuit
+``q . k``, ``sum_j p v``    four-quadrant (Gilbert) multipliers, one per product: output
+                            ``(1 + gamma) a b + o`` with gain error ``gamma`` and offset ``o``
+                            sampled once per chip, plus additive noise at each array output drawn
+                            per settle
+softmax                     translinear: ``p_ij = g_ij e^{s_ij} / sum_{j<=i} g_ij e^{s_ij}``
+                            (scores in units of the exponentiator's ``U_T``), a lognormal gain
+                            mismatch ``g = exp(sigma xi)`` per exponentiator, causal masking by
+                            switching the future keys' exponentiators off
+GELU                        the neuron nonlinearity circuit: ``(1 + gamma) gelu(u + o)`` with the
+                            chip's ``neuron.offset_sigma`` / ``neuron.gain_sigma``, optionally
+                            saturated by the rails ``R tanh(. / R)``, ``R = rail / v_unit``
+node                        RC node with leak ``(1 + c) g_leak``; optional amplifier pole
+                            (``neuron.amp_pole_tau``: the summed branch currents pass a
+                            first-order stage ``y``, state ``(2, T, d)``); ``kT/C`` and crossbar
+                            thermal noise as on the layered chip
+==========================  ==================================================================
+
+With :meth:`ChipConfig.ideal` and :class:`CircuitConfig` at its defaults the analog field equals
+the digital one to rounding. :func:`continuous_verdict` answers, for a trained block, whether a
+cycle (or divergence) seen by the Euler emulator exists in continuous time on the analog block.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from dataclasses import dataclass
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array
+
+from analogeq.hardware.chip import Tile
+from analogeq.hardware.config import ChipConfig, ConfigError
+from analogeq.hardware.constants import K_B
+from analogeq.hardware.converters import quantize
+from analogeq.hardware.realize import map_tile
+from analogeq.models.base import AbstractModel
+from analogeq.models.transformer import LN_EPS, RMS_EPS, EqTransformer, gelu_tanh
+
+__all__ = ["AnalogEqTransformer", "CircuitConfig", "continuous_verdict", "realize_transformer"]
+
+TILES = ("W_q", "W_k", "W_v", "W_o", "W_1", "W_2", "b_1", "b_2")
+"""The block's parameters stored on crossbar tiles (biases as one-column tiles driven by
+``v_unit``)."""
+
+
+@dataclass(frozen=True)
+class CircuitConfig:
+    """Non-idealities of the block's circuits beyond the crossbar and neuron (defaults: ideal).
+
+    Attributes:
+        mult_gain_sigma: relative std of each four-quadrant multiplier's gain, drawn once per
+            chip (dimensionless, ``>= 0``).
+        mult_offset_sigma: std of each multiplier's output offset [V], drawn once per chip
+            (``>= 0``).
+        mult_noise: std of the additive noise at each multiplier-array output (a score
+            ``q . k`` or an attention output channel) [V], drawn per settle (``>= 0``).
+        softmax_gain_sigma: std of the log gain of each exponentiator of the translinear
+            softmax, drawn once per chip (dimensionless, ``>= 0``).
+        norm_gain_sigma: relative std of each normalization circuit's gain, drawn once per chip
+            (dimensionless, ``>= 0``).
+        gelu_rails: saturate the GELU neurons' outputs at the chip's ``neuron.rail``
+            (``R tanh(u / R)``); ``False`` = unsaturated.
+    """
+
+    mult_gain_sigma: float = 0.0
+    mult_offset_sigma: float = 0.0
+    mult_noise: float = 0.0
+    softmax_gain_sigma: float = 0.0
+    norm_gain_sigma: float = 0.0
+    gelu_rails: bool = False
+
+    def __post_init__(self):
+        units = {"mult_offset_sigma": "V", "mult_noise": "V"}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "gelu_rails":
+                if not isinstance(value, (bool, np.bool_)):
+                    raise ConfigError(f"circuits.gelu_rails must be a bool (true/false); got {value!r}")
+                object.__setattr__(self, f.name, bool(value))
+                continue
+            if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+                    or not math.isfinite(float(value)) or float(value) < 0):
+                raise ConfigError(f"circuits.{f.name} must be a finite real number >= 0 "
+                                  f"{units.get(f.name, '(dimensionless)')}; got {value!r}")
+            object.__setattr__(self, f.name, float(value))
+
+    def replace(self, **changes) -> "CircuitConfig":
+        """A new, validated config with ``changes`` applied."""
+        return dataclasses.replace(self, **changes)
+
+
+class AnalogEqTransformer(AbstractModel):
+    """One analog chip instance of an :class:`EqTransformer` (see the module docstring).
+
+    State: node voltages ``z`` (units of ``v_unit``) of shape ``(T, d)``, or ``(2, T, d)`` with an
+    amplifier pole (``[0]`` the nodes, ``[1]`` the stage outputs). Inputs: token ids ``(T,)``,
+    ``T <= max_len``.
+
+    Attributes:
+        tiles: crossbar tiles by name (:data:`TILES`).
+        tile_scale: the transimpedance gain of each tile (``W = s (G+ - G-) / G_ref``).
+        tok, pos, ln1_g, ln1_b, ln2_g, ln2_b, W_h: digital embeddings, layer-norm trims, readout.
+        ln1_gain, ln2_gain: normalization-circuit gains ``(L,)``.
+        q_gain, k_gain: q/k RMS-norm circuit gains ``(H, L)``.
+        qk_gain, qk_offset: score multipliers ``(H, L, L, d_h)`` (offset in units of ``v_unit``).
+        pv_gain, pv_offset: value multipliers ``(H, L, L, d_h)`` (query, key, channel).
+        sm_gain: exponentiator gains ``(H, L, L)``.
+        gelu_offset, gelu_gain: GELU neuron mismatch ``(L, m d)``.
+        qk_noise, pv_noise: this settle's multiplier-output noise ``(H, L, L)``, ``(H, L, d_h)``.
+        config, circuits: the hardware description.
+    """
+
+    tiles: dict
+    tok: Array
+    pos: Array
+    ln1_g: Array
+    ln1_b: Array
+    ln2_g: Array
+    ln2_b: Array
+    W_h: Array
+    ln1_gain: Array
+    ln2_gain: Array
+    q_gain: Array
+    k_gain: Array
+    qk_gain: Array
+    qk_offset: Array
+    pv_gain: Array
+    pv_offset: Array
+    sm_gain: Array
+    gelu_offset: Array
+    gelu_gain: Array
+    qk_noise: Array
+    pv_noise: Array
+    tile_scale: tuple = eqx.field(static=True)
+    n_heads: int = eqx.field(static=True)
+    damping: float = eqx.field(static=True)
+    qk_norm: bool = eqx.field(static=True)
+    seq_len: int = eqx.field(static=True)
+    config: ChipConfig = eqx.field(static=True)
+    circuits: CircuitConfig = eqx.field(static=True)
+
+    # ----------------------------------------------------------------- sizes
+    @property
+    def d_model(self) -> int:
+        return int(self.tok.shape[1])
+
+    @property
+    def max_len(self) -> int:
+        return int(self.pos.shape[0])
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.tok.shape[0])
+
+    @property
+    def has_pole(self) -> bool:
+        return self.config.neuron.amp_pole_tau > 0
+
+    @property
+    def state_shape(self) -> tuple[int, ...]:
+        core = (self.seq_len, self.d_model)
+        return (2, *core) if self.has_pole else core
+
+    @property
+    def tau(self) -> float:
+        """Neuron time constant ``C / g_leak`` [s]."""
+        return self.config.neuron.tau
+
+    # ----------------------------------------------------------------- circuits
+    def weight(self, name: str) -> Array:
+        """Effective weight of tile ``name`` (dimensionless): ``s (G+ - G-) / G_ref``."""
+        w = self.tiles[name].weight(self.config.crossbar.G_ref)
+        s = dict(zip(TILES, self.tile_scale))[name]
+        return w if s == 1.0 else s * w
+
+    def dac(self, x_in: Array) -> Array:
+        """The input DAC's output for embedded inputs ``x_in`` (units of ``v_unit``)."""
+        p, vu = self.config.periphery, self.config.neuron.v_unit
+        return quantize(x_in * vu, p.dac_bits, p.dac_range) / vu
+
+    def embed(self, x: Array) -> Array:
+        """``dac(tok[idx] + pos[:T])`` for token ids ``x`` ``(T,)`` (units of ``v_unit``)."""
+        return self.dac(self.tok[x] + self.pos[: x.shape[0]])
+
+    @staticmethod
+    def normalize(h: Array, g: Array, b: Array, gain: Array) -> Array:
+        """Layer-norm circuit over the last axis: ``(h - mean) / sqrt(var + 1e-5) * gain * g + b``
+        (``gain`` per row, broadcast over features)."""
+        mu = jnp.mean(h, axis=-1, keepdims=True)
+        c = h - mu
+        var = jnp.mean(c * c, axis=-1, keepdims=True)
+        return c / jnp.sqrt(var + LN_EPS) * gain[..., None] * g + b
+
+    @staticmethod
+    def rms(h: Array, gain: Array) -> Array:
+        """RMS-norm circuit ``h / sqrt(mean(h^2) + 1e-6) * gain`` (``gain`` per row)."""
+        return h / jnp.sqrt(jnp.mean(h * h, axis=-1, keepdims=True) + RMS_EPS) * gain[..., None]
+
+    @staticmethod
+    def translinear_softmax(scores: Array, gain: Array) -> Array:
+        """Causal translinear softmax of ``(H, T, T)`` scores (units of ``U_T``) with per
+        exponentiator gains ``gain``; future keys (``j > i``) are switched off. The shift by the
+        largest allowed score cancels in the ratio (it models the common-mode level of the
+        translinear loop)."""
+        t = scores.shape[-1]
+        mask = jnp.tril(jnp.ones((t, t), dtype=bool))
+        re = jnp.where(mask, jnp.real(scores), -jnp.inf)
+        shift = jax.lax.stop_gradient(jnp.max(re, axis=-1, keepdims=True))
+        safe = jnp.where(mask, scores, shift)
+        e = jnp.exp(safe - shift) * gain * mask
+        return e / jnp.sum(e, axis=-1, keepdims=True)
+
+    def attention(self, h: Array) -> Array:
+        """Attention branch of normalized states ``h`` ``(T, d)``: crossbar projections, q/k norm
+        circuits, score multipliers, translinear softmax, value multipliers, ``W_o`` crossbar."""
+        t, d = h.shape
+        nh, dh = self.n_heads, d // self.n_heads
+        heads = lambda a: a.reshape(t, nh, dh).transpose(1, 0, 2)  # noqa: E731
+        q, k, v = (heads(h @ self.weight(n)) for n in ("W_q", "W_k", "W_v"))
+        if self.qk_norm:
+            q, k = self.rms(q, self.q_gain[:, :t]), self.rms(k, self.k_gain[:, :t])
+        mask = jnp.tril(jnp.ones((t, t), h.dtype))
+        g_qk, g_pv = self.qk_gain[:, :t, :t], self.pv_gain[:, :t, :t]
+        raw = jnp.einsum("hic,hjc,hijc->hij", q, k, g_qk) + jnp.sum(self.qk_offset[:, :t, :t], -1)
+        scores = raw / math.sqrt(dh) + self.qk_noise[:, :t, :t]
+        p = self.translinear_softmax(scores, self.sm_gain[:, :t, :t])
+        o = (jnp.einsum("hij,hjc,hijc->hic", p, v, g_pv)
+             + jnp.einsum("ij,hijc->hic", mask, self.pv_offset[:, :t, :t]) + self.pv_noise[:, :t])
+        return o.transpose(1, 0, 2).reshape(t, d) @ self.weight("W_o")
+
+    def gelu(self, u: Array) -> Array:
+        """The GELU neuron circuits for pre-activations ``u`` ``(T, m d)``."""
+        t = u.shape[0]
+        out = gelu_tanh(u + self.gelu_offset[:t]) * self.gelu_gain[:t]
+        if self.circuits.gelu_rails:
+            r = self.config.neuron.rail_units
+            out = r * jnp.tanh(out / r)
+        return out
+
+    def ffn(self, h: Array) -> Array:
+        """FFN branch: ``gelu(h W_1 + b_1) W_2 + b_2`` on crossbars and GELU neurons."""
+        return self.gelu(h @ self.weight("W_1") + self.weight("b_1")) @ self.weight("W_2") + self.weight("b_2")
+
+    def branches(self, z: Array) -> Array:
+        """The branch currents into the nodes, ``Attn(LN1 z) + FFN(LN2 z)`` (units of ``v_unit``
+        per ``tau``)."""
+        t = z.shape[0]
+        a = self.attention(self.normalize(z, self.ln1_g, self.ln1_b, self.ln1_gain[:t]))
+        f = self.ffn(self.normalize(z, self.ln2_g, self.ln2_b, self.ln2_gain[:t]))
+        return a + f
+
+    # ----------------------------------------------------------------- field
+    def _check_state(self, s: Array, t: int) -> None:
+        want = (2, t, self.d_model) if self.has_pole else (t, self.d_model)
+        if s.shape != want:
+            raise ValueError(f"state must have shape {want} for {t} tokens"
+                             f"{' (nodes and amplifier outputs)' if self.has_pole else ''}; got {s.shape}")
+
+    def force(self, s: Array, x: Array) -> Array:
+        """``tau ds/dt`` (units of ``v_unit``): ``-(1 + c) z + x_in + branches`` (with a pole,
+        ``-(1 + c) z + y`` and ``(x_in + branches - y) tau / tau_a``)."""
+        t = x.shape[0]
+        self._check_state(s, t)
+        x_in = self.embed(x)
+        if not self.has_pole:
+            return -(s - x_in) + self.branches(s) - self.damping * s
+        z, y = s[0], s[1]
+        ratio = self.config.neuron.amp_pole_tau / self.tau
+        return jnp.stack([-z + y - self.damping * z, (x_in + self.branches(z) - y) / ratio])
+
+    def nodes(self, s: Array) -> Array:
+        """The node voltages ``z`` ``(T, d)`` of a state."""
+        return s[0] if self.has_pole else s
+
+    def readout(self, s: Array) -> Array:
+        """Logits ``z W_h`` ``(T, V)`` (the nodes read through the ADC by the relaxation, the
+        readout matrix digital)."""
+        return self.nodes(s) @ self.W_h
+
+    def init_state(self, x: Array) -> Array:
+        """``x_in / (1 + c)`` at the nodes (and ``x_in`` at the amplifier outputs)."""
+        self.check_input(x)
+        x_in = self.embed(x)
+        z0 = jax.lax.stop_gradient(x_in / (1.0 + self.damping))
+        return jnp.stack([z0, jax.lax.stop_gradient(x_in)]) if self.has_pole else z0
+
+    def check_input(self, x: Array) -> None:
+        """Token ids ``(T,)``, integer, ``1 <= T <= max_len``."""
+        if x.ndim != 1 or not jnp.issubdtype(x.dtype, jnp.integer):
+            raise ValueError(f"inputs x must be integer token ids of shape (T,); got shape "
+                             f"{tuple(x.shape)}, dtype {x.dtype}")
+        if not 1 <= x.shape[0] <= self.max_len:
+            raise ValueError(f"sequence length must lie in [1, max_len={self.max_len}]; got {x.shape[0]}")
+
+    # ----------------------------------------------------------------- noise
+    def sample_phase(self, key) -> "AnalogEqTransformer":
+        """The block as one settle sees it: read noise on every tile
+        (``crossbar.read_noise``) and multiplier-output noise (``circuits.mult_noise``)."""
+        sigma, m = self.config.crossbar.read_noise, self.circuits.mult_noise
+        out = self
+        k_read, k_qk, k_pv = jax.random.split(key, 3)
+        if sigma > 0:
+            keys = dict(zip(TILES, jax.random.split(k_read, len(TILES))))
+            out = eqx.tree_at(lambda a: a.tiles, out,
+                              {n: t.with_read_noise(keys[n], sigma) for n, t in self.tiles.items()})
+        if m > 0:
+            vu = self.config.neuron.v_unit
+            out = eqx.tree_at(lambda a: (a.qk_noise, a.pv_noise), out, (
+                m / vu * jax.random.normal(k_qk, self.qk_noise.shape, self.qk_noise.dtype),
+                m / vu * jax.random.normal(k_pv, self.pv_noise.shape, self.pv_noise.dtype)))
+        return out
+
+    def noise(self):
+        """White-noise amplitude per state entry (units of ``v_unit`` per ``sqrt(tau)``): the
+        node's ``kT/C`` noise and the Johnson noise of the ``W_o``, ``W_2``, ``b_2`` devices
+        that drive each node (as :meth:`analogeq.hardware.Chip.noise`); ``None`` when off."""
+        cfg = self.config
+        kt = K_B * cfg.noise.temperature
+        if kt == 0 or not (cfg.neuron.kTC_noise or cfg.crossbar.thermal_noise):
+            return None
+        vu, dtype = cfg.neuron.v_unit, self.tok.dtype
+        node = math.sqrt(2 * kt / cfg.neuron.C) / vu if cfg.neuron.kTC_noise else 0.0
+        xbar = jnp.zeros((self.d_model,), dtype)
+        if cfg.crossbar.thermal_noise:
+            g = sum(jnp.sum(self.tiles[n].g_pos + self.tiles[n].g_neg, axis=0) for n in ("W_o", "W_2"))
+            g = g + self.tiles["b_2"].g_pos + self.tiles["b_2"].g_neg
+            xbar = jnp.sqrt(2 * kt * g / self.tau) / (cfg.crossbar.G_ref * vu)
+        shape = (self.seq_len, self.d_model)
+        if not self.has_pole:
+            return jnp.broadcast_to(jnp.sqrt(node**2 + xbar**2), shape)
+        ratio = cfg.neuron.amp_pole_tau / self.tau
+        return jnp.stack([jnp.full(shape, node, dtype), jnp.broadcast_to(xbar / ratio, shape)])
+
+
+def _tile_scale(name: str, w, w_max: float) -> float:
+    if isinstance(w, jax.core.Tracer):
+        raise ValueError(f"realize_transformer needs concrete weights ({name} is traced): call it "
+                         "outside jit")
+    m = float(jnp.max(jnp.abs(w)))
+    if not math.isfinite(m):
+        raise ValueError(f"block.{name} holds non-finite entries (NaN/inf); nothing to program")
+    return max(1.0, m / w_max)
+
+
+def realize_transformer(block: EqTransformer, config: ChipConfig, key, *,
+                        circuits: CircuitConfig = CircuitConfig()) -> AnalogEqTransformer:
+    """One analog chip instance of ``block``: programming error, bounds, levels and every circuit
+    mismatch drawn once from ``key`` (the same key gives the same chip).
+
+    Args:
+        block: the digital :class:`EqTransformer` (its dtype is kept; use float64 to compare
+            with the digital field to rounding).
+        config: the chip (crossbar, neuron, periphery, noise; SI units).
+        key: PRNG key of this chip instance.
+        circuits: non-idealities of the multipliers, softmax and normalization circuits.
+
+    Returns:
+        An :class:`AnalogEqTransformer`; relax it with
+        :class:`analogeq.hardware.ChipRelaxation` (ODE to the steady state, or an SDE with noise)
+        or :func:`analogeq.diagnostics.settle`.
+    """
+    if not isinstance(block, EqTransformer):
+        raise TypeError(f"realize_transformer maps an EqTransformer; got {type(block).__name__} "
+                        "(use analogeq.hardware.realize for a LeakyNetwork)")
+    if not isinstance(config, ChipConfig):
+        raise TypeError(f"config must be a ChipConfig; got {type(config).__name__}")
+    if not isinstance(circuits, CircuitConfig):
+        raise TypeError(f"circuits must be a CircuitConfig; got {type(circuits).__name__}")
+    cb, nc = config.crossbar, config.neuron
+    dtype = block.tok.dtype
+    L, d, nh = block.max_len, block.d_model, block.n_heads
+    dh, md = d // nh, block.W_1.shape[1]
+    ks = iter(jax.random.split(key, len(TILES) + 12))
+    tiles, scales = {}, []
+    for name in TILES:
+        w = getattr(block, name)
+        s = _tile_scale(name, w, cb.w_max)
+        tiles[name] = map_tile(w / s if s != 1.0 else w, cb, next(ks))
+        scales.append(s)
+
+    def normal(shape, sigma):
+        k = next(ks)
+        return sigma * jax.random.normal(k, shape, dtype) if sigma > 0 else jnp.zeros(shape, dtype)
+
+    c, vu = circuits, nc.v_unit
+    return AnalogEqTransformer(
+        tiles=tiles, tok=block.tok, pos=block.pos, ln1_g=block.ln1_g, ln1_b=block.ln1_b,
+        ln2_g=block.ln2_g, ln2_b=block.ln2_b, W_h=block.W_h,
+        ln1_gain=1 + normal((L,), c.norm_gain_sigma), ln2_gain=1 + normal((L,), c.norm_gain_sigma),
+        q_gain=1 + normal((nh, L), c.norm_gain_sigma), k_gain=1 + normal((nh, L), c.norm_gain_sigma),
+        qk_gain=1 + normal((nh, L, L, dh), c.mult_gain_sigma),
+        qk_offset=normal((nh, L, L, dh), c.mult_offset_sigma / vu),
+        pv_gain=1 + normal((nh, L, L, dh), c.mult_gain_sigma),
+        pv_offset=normal((nh, L, L, dh), c.mult_offset_sigma / vu),
+        sm_gain=jnp.exp(normal((nh, L, L), c.softmax_gain_sigma)),
+        gelu_offset=normal((L, md), nc.offset_sigma / vu),
+        gelu_gain=1 + normal((L, md), nc.gain_sigma),
+        qk_noise=jnp.zeros((nh, L, L), dtype), pv_noise=jnp.zeros((nh, L, dh), dtype),
+        tile_scale=tuple(scales), n_heads=nh, damping=block.damping, qk_norm=block.qk_norm,
+        seq_len=block.seq_len, config=config, circuits=circuits,
+    )
+
+
+def continuous_verdict(run_or_block, xs, hardware: str | ChipConfig = "ideal", *, eps: float | None = None,
+                       circuits: CircuitConfig = CircuitConfig(), chip_key=None, options=None,
+                       seed: int = 0) -> dict:
+    """Does a cycle (or divergence) the Euler emulator sees exist in continuous time on the
+    analog block?
+
+    The digital block is diagnosed at Euler step ``eps`` (:func:`analogeq.diagnostics.diagnose`:
+    a long Euler relaxation from ``init_state``, eigenvalues of ``I + eps J``); the analog block
+    realized on ``hardware`` is diagnosed in continuous time (its fixed point by Tsit5, the
+    leading eigenvalues of its Jacobian, a continuous-time limit-cycle check), all in float64.
+
+    Args:
+        run_or_block: a run directory of ``analogeq train`` with an EqTransformer model (its
+            ``eps`` and ``tol`` are used), or an :class:`EqTransformer`.
+        xs: token ids ``(N, T)``; ``None`` with a run directory takes the first 2 test inputs.
+        hardware: a preset name, a TOML path or a :class:`ChipConfig`.
+        eps: Euler step (units of ``tau``); required with a block, default the run's.
+        circuits: the circuit non-idealities of the analog block.
+        chip_key: PRNG key of the chip instance (default ``PRNGKey(seed)``).
+        options: :class:`analogeq.diagnostics.DiagnoseOptions` (default: the run's ``tol``, or
+            ``1e-6`` with a block).
+        seed: seed of the projections and start vectors.
+
+    Returns:
+        ``{"eps", "hardware", "inputs": [{"euler_outcome", "euler_period_tau",
+        "euler_spectral_radius_M", "digital_max_re_mu", "analog_continuous_outcome",
+        "analog_max_re_mu", "analog_label", "analog_fixed_point_residual",
+        "analog_vs_digital_fixed_point"}], "euler_cycles", "euler_fails", "continuous_converges",
+        "answer", "digital", "analog"}`` where ``digital`` and ``analog`` are the full
+        :func:`diagnose` reports; ``answer`` says in words whether an Euler cycle/divergence is an
+        artifact of the step size.
+    """
+    from analogeq.diagnostics.report import DiagnoseOptions, diagnose, to_float64
+
+    jax.config.update("jax_enable_x64", True)
+    tol = 1e-6
+    if isinstance(run_or_block, (str, Path)):
+        from analogeq.runs import load_run
+
+        run = load_run(run_or_block)
+        block = run.model
+        eps = run.config.eps if eps is None else eps
+        tol = run.config.tol
+        if xs is None:
+            xs = np.asarray(run.parts.data.x_test[:2])
+    else:
+        block = run_or_block
+        if eps is None:
+            raise ValueError("eps (the Euler step of the emulator, units of tau) is required with a block")
+    if not isinstance(block, EqTransformer):
+        raise TypeError(f"continuous_verdict needs an EqTransformer; got {type(block).__name__}")
+    if not (isinstance(eps, numbers.Real) and eps > 0):
+        raise ValueError(f"eps (Euler step, units of tau) must be > 0; got {eps!r}")
+    if xs is None:
+        raise ValueError("xs (token ids, shape (N, T)) is required with a block")
+    config = hardware if isinstance(hardware, ChipConfig) else (
+        ChipConfig.from_toml(hardware) if str(hardware).endswith(".toml") else ChipConfig.preset(hardware))
+    options = options or DiagnoseOptions(tol=tol)
+    if options.tol is None:
+        options = dataclasses.replace(options, tol=tol)
+    block = to_float64(block)
+    xs = jnp.asarray(np.asarray(xs), jnp.int32)
+    key = jax.random.PRNGKey(seed)
+    chip = realize_transformer(block, config, jax.random.PRNGKey(seed) if chip_key is None else chip_key,
+                               circuits=circuits)
+    digital = diagnose(block, xs, float(eps), options, key=key)
+    analog = diagnose(chip, xs, float(eps), options, key=key)
+    rows = []
+    for x, rd, ra in zip(xs, digital["inputs"], analog["inputs"]):
+        from analogeq.diagnostics.continuous import settle
+
+        zd, _, _, _ = settle(eqx.Partial(block.force, x=x), block.init_state(x), options.settle_t_max,
+                             tol=options.fixed_point_tol)
+        za, _, _, _ = settle(eqx.Partial(chip.force, x=x), chip.init_state(x), options.settle_t_max,
+                             tol=options.fixed_point_tol)
+        za = chip.nodes(za)
+        rows.append({
+            "euler_outcome": rd["euler"]["outcome"], "euler_period_tau": rd["euler"]["period_tau"],
+            "euler_spectral_radius_M": rd["verdict"]["spectral_radius_M"],
+            "digital_max_re_mu": rd["verdict"]["max_re_mu"],
+            "analog_continuous_outcome": ra["continuous"]["outcome"],
+            "analog_max_re_mu": ra["verdict"]["max_re_mu"], "analog_label": ra["verdict"]["label"],
+            "analog_fixed_point_residual": ra["fixed_point"]["residual"],
+            "analog_vs_digital_fixed_point": float(jnp.linalg.norm(za - zd) / jnp.linalg.norm(zd)),
+        })
+    cycles = any(r["euler_outcome"] == "limit-cycle" for r in rows)
+    fails = any(r["euler_outcome"] != "converged" for r in rows)
+    converges = all(r["analog_continuous_outcome"] == "converged" and r["analog_max_re_mu"] < 0 for r in rows)
+    if not fails:
+        answer = "Euler converges at this eps; " + (
+            "the analog block converges in continuous time too" if converges else
+            "the analog block does NOT converge in continuous time (its non-idealities change the field)")
+    elif converges:
+        answer = ("Euler " + ("cycles" if cycles else "fails") + " at this eps, but the analog block "
+                  "converges in continuous time (all Re mu < 0): an Euler artifact of the step size")
+    else:
+        answer = ("Euler " + ("cycles" if cycles else "fails") + " and the analog block does not converge "
+                  "in continuous time either: the instability is in the field itself")
+    return {"eps": float(eps), "hardware": hardware if isinstance(hardware, str) else "ChipConfig",
+            "inputs": rows, "euler_cycles": cycles, "euler_fails": fails,
+            "continuous_converges": converges, "answer": answer, "digital": digital, "analog": analog}
