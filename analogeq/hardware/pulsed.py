@@ -104,7 +104,8 @@ class PulsedUpdater(AbstractUpdater):
         lr: learning rate of the rank-one schemes (weight units per unit of ``x d``).
         key: PRNG key of the Tiki-Taka fast array's devices (a property of the chip instance).
         max_pulses: cap on pulses per device and update (bit length for coincidence).
-        transfer_every: Tiki-Taka updates (samples) between column transfers.
+        transfer_every: Tiki-Taka updates (samples) between column transfers; each transfer
+            moves ``lr`` times the read column of ``A`` onto the chip's array (TTv2 buffer).
     """
 
     device: AbstractDevice
@@ -120,8 +121,10 @@ class PulsedUpdater(AbstractUpdater):
             raise ValueError(f"unknown update {self.update_scheme!r}; choose one of {list(UPDATES)}")
 
     def _tiki_taka(self) -> TikiTaka:
+        # The transfer rate scales with the learning rate, as aihwkit's scale_transfer_lr
+        # (default on): C integrates A, and an absolute rate of 1 makes that loop ring.
         return TikiTaka(device_a=self.device, device_c=self.device, transfer_every=self.transfer_every,
-                        buffered=True, scheme="stochastic", bl_max=self.max_pulses)
+                        transfer_lr=self.lr, buffered=True, scheme="stochastic", bl_max=self.max_pulses)
 
     def init(self, chip: Chip):
         tiles = chip.tiles()
