@@ -110,7 +110,12 @@ def test_nonidealities_move_the_fixed_point_measurably_and_boundedly(block, seqs
     assert 1e-4 < d_a < 0.2 and 1e-4 < d_o < 0.2
     np.testing.assert_array_equal(za, z_same)  # same key, same chip
     assert rel(za, zo) > 1e-4  # another key, another chip
-    # circuits alone (ideal crossbar) and crossbar alone (ideal circuits) both act
+
+
+@pytest.mark.slow
+def test_circuits_alone_and_crossbar_alone_both_act(block, seqs):
+    x = seqs[0]
+    zd = digital_fixed_point(block, x)
     only_c = realize_transformer(block, ChipConfig.ideal(), jax.random.PRNGKey(3), circuits=CIRCUITS)
     only_x = realize_transformer(block, CHIP, jax.random.PRNGKey(3))
     for chip in (only_c, only_x):
@@ -169,23 +174,35 @@ def test_large_weights_use_a_tile_gain_and_rails_saturate_gelu(block, seqs):
     assert 1e-6 < rel(railed.force(z, seqs[0]), big.force(z, seqs[0]))
 
 
-def test_euler_failure_at_large_eps_is_an_artifact_in_continuous_time(block, seqs):
-    """eps = 1.05: the damped leak -(1 + c) = -2 gives |1 - 2 eps| = 1.1 > 1, so Euler leaves
-    the fixed point; the analog block converges in continuous time (all Re mu < 0)."""
-    opts = DiagnoseOptions(k=4, method="dense", euler_steps=400, t_max=60.0, n_samples=400, tol=1e-6)
-    out = continuous_verdict(block, seqs[:1], "ideal", eps=1.05, options=opts)
+def test_euler_cycle_is_an_artifact_in_continuous_time():
+    """A block with residual branches x2 (seed 0) has a weakly damped complex mode at its fixed
+    point, mu = -0.155 +- 1.83i / tau: stable in continuous time, but |1 + eps mu| = 1.064 at
+    eps = 0.25, so Euler settles on a limit cycle (the linear leak keeps it bounded) while the
+    analog block, relaxed by diffrax, converges."""
+    b = EqTransformer(V, T, D, H, key=jax.random.PRNGKey(0), dtype=F64, residual_scale=2.0)
+    xs = jax.random.randint(jax.random.PRNGKey(1), (2, T), 0, V)[:1]
+    opts = DiagnoseOptions(k=4, method="dense", euler_steps=2000, t_max=200.0, n_samples=1000, tol=1e-6)
+    out = continuous_verdict(b, xs, "ideal", eps=0.25, options=opts)
     r = out["inputs"][0]
-    print("verdict eps=1.05:", r, out["answer"])
-    assert out["euler_fails"] and r["euler_outcome"] in ("diverged", "limit-cycle")
-    assert r["euler_spectral_radius_M"] > 1.0
-    assert out["continuous_converges"] and r["analog_max_re_mu"] < 0
+    cyc = out["digital"]["inputs"][0]["euler"]
+    print("verdict eps=0.25:", r, cyc, out["answer"])
+    assert out["euler_cycles"] and r["euler_outcome"] == "limit-cycle"
+    assert 1.0 < r["euler_spectral_radius_M"] < 1.1
+    assert cyc["autocorrelation"] > 0.9 and cyc["amplitude"] > 0.05
+    assert out["continuous_converges"] and -0.2 < r["analog_max_re_mu"] < -0.1
     assert r["analog_vs_digital_fixed_point"] <= 1e-6
     assert "artifact" in out["answer"]
 
 
 @pytest.mark.slow
-def test_small_eps_converges_both_ways_and_realistic_chip_answers(block, seqs):
+def test_divergence_small_eps_and_realistic_chip(block, seqs):
+    """eps = 1.05: the damped leak -(1 + c) = -2 gives |1 - 2 eps| = 1.1 > 1, so Euler diverges;
+    the analog block converges. eps = 0.5 converges both ways. A realistic chip answers too."""
     opts = DiagnoseOptions(k=4, method="dense", euler_steps=400, t_max=60.0, n_samples=400, tol=1e-6)
+    out = continuous_verdict(block, seqs[:1], "ideal", eps=1.05, options=opts)
+    r = out["inputs"][0]
+    assert out["euler_fails"] and not out["euler_cycles"] and r["euler_outcome"] == "diverged"
+    assert out["continuous_converges"] and "diverges" in out["answer"] and "artifact" in out["answer"]
     ok = continuous_verdict(block, seqs[:1], "ideal", eps=0.5, options=opts)
     assert not ok["euler_fails"] and ok["continuous_converges"]
     assert ok["answer"].startswith("Euler converges")
