@@ -16,6 +16,8 @@ def cmd_diagnose(args) -> int:
     # tol None: the run's own convergence tolerance
     options = DiagnoseOptions(k=args.k, method=args.method, euler_steps=args.euler_steps,
                               t_max=args.t_max, tol=args.tol, seed=args.seed)
+    if getattr(args, "analog", None):
+        return _cmd_analog(args, options)
     report = diagnose_run(args.run_dir, n_inputs=args.n_inputs, options=options, out=args.out)
     print(f"{report['realization']}, step {report['step']}, state {tuple(report['state_shape'])}")
     print(format_verdicts(report))
@@ -24,6 +26,25 @@ def cmd_diagnose(args) -> int:
               "the Euler columns say what the digital emulator would do with this field at the run's eps")
     out = Path(args.out) if args.out else Path(args.run_dir)
     print(f"wrote {out}/diagnose.json, diagnose.png")
+    return 0
+
+
+def _cmd_analog(args, options) -> int:
+    """``--analog HARDWARE``: realize the run's EqTransformer as the analog block on HARDWARE and
+    answer whether the Euler emulator's cycle exists in continuous time."""
+    import json
+
+    from analogeq.hardware.transformer import continuous_verdict, format_verdict
+
+    out = continuous_verdict(args.run_dir, None, args.analog, options=options, seed=args.seed,
+                             n_inputs=args.n_inputs)
+    print(format_verdict(out))
+    d = Path(args.out) if args.out else Path(args.run_dir)
+    if d.name == "checkpoint.eqx":
+        d = d.parent
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "analog_verdict.json").write_text(json.dumps(out, indent=2))
+    print(f"wrote {d}/analog_verdict.json")
     return 0
 
 
@@ -47,4 +68,9 @@ def register(subparsers) -> None:
                    help="residual |F|/|s| counted as converged (default: the run's tol)")
     p.add_argument("--seed", type=int, default=0, help="seed of projections and ARPACK start vector")
     p.add_argument("--out", default=None, help="output directory (default: RUN_DIR)")
+    p.add_argument("--analog", default=None, metavar="HARDWARE",
+                   help="eqtransformer runs: realize the block as analog circuits on HARDWARE (a preset "
+                   "such as 'ideal' or 'realistic', or a TOML file), relax it in continuous time and "
+                   "report whether the Euler emulator's cycle at the run's eps exists there; writes "
+                   "analog_verdict.json")
     p.set_defaults(func=cmd_diagnose)

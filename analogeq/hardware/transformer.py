@@ -54,7 +54,6 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array
 
-from analogeq.hardware.chip import Tile
 from analogeq.hardware.config import ChipConfig, ConfigError
 from analogeq.hardware.constants import K_B
 from analogeq.hardware.converters import quantize
@@ -62,7 +61,7 @@ from analogeq.hardware.realize import map_tile
 from analogeq.models.base import AbstractModel
 from analogeq.models.transformer import LN_EPS, RMS_EPS, EqTransformer, gelu_tanh
 
-__all__ = ["AnalogEqTransformer", "CircuitConfig", "continuous_verdict", "realize_transformer"]
+__all__ = ["AnalogEqTransformer", "CircuitConfig", "continuous_verdict", "format_verdict", "realize_transformer"]
 
 TILES = ("W_q", "W_k", "W_v", "W_o", "W_1", "W_2", "b_1", "b_2")
 """The block's parameters stored on crossbar tiles (biases as one-column tiles driven by
@@ -110,7 +109,7 @@ class CircuitConfig:
                                   f"{units.get(f.name, '(dimensionless)')}; got {value!r}")
             object.__setattr__(self, f.name, float(value))
 
-    def replace(self, **changes) -> "CircuitConfig":
+    def replace(self, **changes) -> CircuitConfig:
         """A new, validated config with ``changes`` applied."""
         return dataclasses.replace(self, **changes)
 
@@ -241,7 +240,7 @@ class AnalogEqTransformer(AbstractModel):
         circuits, score multipliers, translinear softmax, value multipliers, ``W_o`` crossbar."""
         t, d = h.shape
         nh, dh = self.n_heads, d // self.n_heads
-        heads = lambda a: a.reshape(t, nh, dh).transpose(1, 0, 2)  # noqa: E731
+        heads = lambda a: a.reshape(t, nh, dh).transpose(1, 0, 2)
         q, k, v = (heads(h @ self.weight(n)) for n in ("W_q", "W_k", "W_v"))
         if self.qk_norm:
             q, k = self.rms(q, self.q_gain[:, :t]), self.rms(k, self.k_gain[:, :t])
@@ -319,7 +318,7 @@ class AnalogEqTransformer(AbstractModel):
             raise ValueError(f"sequence length must lie in [1, max_len={self.max_len}]; got {x.shape[0]}")
 
     # ----------------------------------------------------------------- noise
-    def sample_phase(self, key) -> "AnalogEqTransformer":
+    def sample_phase(self, key) -> AnalogEqTransformer:
         """The block as one settle sees it: read noise on every tile
         (``crossbar.read_noise``) and multiplier-output noise (``circuits.mult_noise``)."""
         sigma, m = self.config.crossbar.read_noise, self.circuits.mult_noise
@@ -360,7 +359,7 @@ class AnalogEqTransformer(AbstractModel):
 
 def _tile_scale(name: str, w, w_max: float) -> float:
     if isinstance(w, jax.core.Tracer):
-        raise ValueError(f"realize_transformer needs concrete weights ({name} is traced): call it "
+        raise TypeError(f"realize_transformer needs concrete weights ({name} is traced): call it "
                          "outside jit")
     m = float(jnp.max(jnp.abs(w)))
     if not math.isfinite(m):
@@ -429,7 +428,7 @@ def realize_transformer(block: EqTransformer, config: ChipConfig, key, *,
 
 def continuous_verdict(run_or_block, xs, hardware: str | ChipConfig = "ideal", *, eps: float | None = None,
                        circuits: CircuitConfig = CircuitConfig(), chip_key=None, options=None,
-                       seed: int = 0) -> dict:
+                       seed: int = 0, n_inputs: int = 2) -> dict:
     """Does a cycle (or divergence) the Euler emulator sees exist in continuous time on the
     analog block?
 
@@ -441,7 +440,8 @@ def continuous_verdict(run_or_block, xs, hardware: str | ChipConfig = "ideal", *
     Args:
         run_or_block: a run directory of ``analogeq train`` with an EqTransformer model (its
             ``eps`` and ``tol`` are used), or an :class:`EqTransformer`.
-        xs: token ids ``(N, T)``; ``None`` with a run directory takes the first 2 test inputs.
+        xs: token ids ``(N, T)``; ``None`` with a run directory takes its first ``n_inputs``
+            test inputs.
         hardware: a preset name, a TOML path or a :class:`ChipConfig`.
         eps: Euler step (units of ``tau``); required with a block, default the run's.
         circuits: the circuit non-idealities of the analog block.
@@ -449,6 +449,7 @@ def continuous_verdict(run_or_block, xs, hardware: str | ChipConfig = "ideal", *
         options: :class:`analogeq.diagnostics.DiagnoseOptions` (default: the run's ``tol``, or
             ``1e-6`` with a block).
         seed: seed of the projections and start vectors.
+        n_inputs: test inputs taken from a run when ``xs`` is ``None`` (>= 1).
 
     Returns:
         ``{"eps", "hardware", "inputs": [{"euler_outcome", "euler_period_tau",
@@ -474,7 +475,9 @@ def continuous_verdict(run_or_block, xs, hardware: str | ChipConfig = "ideal", *
         eps = run.config.eps if eps is None else eps
         tol = run.config.tol
         if xs is None:
-            xs = np.asarray(run.parts.data.x_test[:2])
+            if not (isinstance(n_inputs, int) and n_inputs >= 1):
+                raise ValueError(f"n_inputs must be an integer >= 1; got {n_inputs!r}")
+            xs = np.asarray(run.parts.data.x_test[:n_inputs])
     else:
         block = run_or_block
         if eps is None:
@@ -539,3 +542,20 @@ def continuous_verdict(run_or_block, xs, hardware: str | ChipConfig = "ideal", *
     return {"eps": float(eps), "hardware": hardware if isinstance(hardware, str) else "ChipConfig",
             "inputs": rows, "euler_cycles": cycles, "euler_fails": fails,
             "continuous_converges": converges, "answer": answer, "digital": digital, "analog": analog}
+
+
+def format_verdict(out: dict) -> str:
+    """A short text table of :func:`continuous_verdict`: per input the Euler outcome (period in
+    ``tau``), ``max |lambda(M)|``, the analog continuous-time outcome, its ``max Re mu``
+    (1/``tau``) and the analog-vs-digital fixed-point distance, then the answer."""
+    head = (f"{'input':>5}  {'Euler (digital)':>24}  {'max|lam(M)|':>11}  {'analog continuous':>17}  "
+            f"{'max Re mu':>9}  {'|z_a - z_d|/|z_d|':>17}")
+    rows = [head, "-" * len(head)]
+    for i, r in enumerate(out["inputs"]):
+        p = r["euler_period_tau"]
+        e = r["euler_outcome"] + (f" T={p:.3g}" if p is not None and np.isfinite(p) else "")
+        rows.append(f"{i:>5}  {e:>24}  {r['euler_spectral_radius_M']:>11.4f}  "
+                    f"{r['analog_continuous_outcome']:>17}  {r['analog_max_re_mu']:>+9.4f}  "
+                    f"{r['analog_vs_digital_fixed_point']:>17.3e}")
+    rows.append(f"eps = {out['eps']} tau, hardware {out['hardware']}: {out['answer']}")
+    return "\n".join(rows)
