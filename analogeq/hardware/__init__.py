@@ -21,8 +21,18 @@ from analogeq.hardware.converters import quantize
 from analogeq.hardware.dynamics import ChipRelaxation
 from analogeq.hardware.programming import ConductanceUpdater, program
 from analogeq.hardware.realize import realize
+from analogeq.hardware.transformer import (
+    AnalogEqTransformer,
+    CircuitConfig,
+    continuous_verdict,
+    realize_transformer,
+)
 
 __all__ = [
+    "AnalogEqTransformer",
+    "CircuitConfig",
+    "continuous_verdict",
+    "realize_transformer",
     "Chip",
     "ChipRelaxation",
     "ConductanceUpdater",
