@@ -209,3 +209,43 @@ def test_divergence_small_eps_and_realistic_chip(block, seqs):
     real = continuous_verdict(block, seqs[:1], CHIP, eps=1.05, options=opts, circuits=CIRCUITS)
     assert real["continuous_converges"] and 1e-4 < real["inputs"][0]["analog_vs_digital_fixed_point"] < 0.2
     assert isinstance(realize_transformer(block, CHIP, jax.random.PRNGKey(0)), AnalogEqTransformer)
+
+
+@pytest.mark.slow
+def test_cli_diagnose_analog_on_a_trained_run_and_noisy_chip_settles(tmp_path, capsys):
+    import json
+
+    from analogeq.cli import main
+    from analogeq.config import TrainConfig
+    from analogeq.training import train
+
+    run = tmp_path / "run"
+    cfg = TrainConfig(model="eqtransformer", task="parity", cost="token_cross_entropy", d_model=8,
+                      n_heads=2, seq_len=6, steps=2, eval_every=2, checkpoint_every=2)
+    train(cfg, run, progress=False)
+    assert main(["diagnose", str(run), "--analog", "ideal", "--n-inputs", "1", "--euler-steps", "300",
+                 "--t-max", "60"]) == 0
+    out = capsys.readouterr().out
+    assert "hardware ideal" in out
+    rep = json.loads((run / "analog_verdict.json").read_text())
+    assert rep["eps"] == cfg.eps and len(rep["inputs"]) == 1
+    assert rep["inputs"][0]["analog_vs_digital_fixed_point"] <= 1e-6
+    assert rep["continuous_converges"]
+    leaky = tmp_path / "leaky"
+    train(TrainConfig(hidden=(8,), steps=2, eval_every=2, checkpoint_every=2), leaky, progress=False)
+    assert main(["diagnose", str(leaky), "--analog", "ideal"]) == 2
+    assert "EqTransformer" in capsys.readouterr().err
+
+    # the realistic chip (noise on, amplifier pole): an SDE over the settle window, read by the ADC
+    block = EqTransformer(V, T, D, H, key=jax.random.PRNGKey(0), dtype=F64)
+    chip = realize_transformer(block, ChipConfig.preset("realistic"), jax.random.PRNGKey(1), circuits=CIRCUITS)
+    x = jax.random.randint(jax.random.PRNGKey(1), (T,), 0, V)
+    relax = ChipRelaxation(chip.config)
+    r = relax.free(eqx.Partial(chip.sample_phase(jax.random.PRNGKey(2)).force, x=x), chip.init_state(x),
+                   key=jax.random.PRNGKey(3), noise=chip.noise())
+    assert r.state.shape == (2, T, D) and bool(jnp.all(jnp.isfinite(r.state)))
+    quiet = analog_fixed_point(realize_transformer(block, CHIP, jax.random.PRNGKey(1), circuits=CIRCUITS), x)
+    # DAC (8 bit, +-1 V) clips x_in, so compare the noisy settle with the same chip without noise
+    still = chip.nodes(settle(eqx.Partial(chip.force, x=x), chip.init_state(x), tol=1e-10)[0])
+    print("noisy SDE vs noiseless analog fixed point:", rel(chip.nodes(r.state), still), "no-DAC:", rel(still, quiet))
+    assert rel(chip.nodes(r.state), still) < 0.05
