@@ -245,12 +245,21 @@ class AnalogEqTransformer(AbstractModel):
         if self.qk_norm:
             q, k = self.rms(q, self.q_gain[:, :t]), self.rms(k, self.k_gain[:, :t])
         mask = jnp.tril(jnp.ones((t, t), h.dtype))
-        g_qk, g_pv = self.qk_gain[:, :t, :t], self.pv_gain[:, :t, :t]
-        raw = jnp.einsum("hic,hjc,hijc->hij", q, k, g_qk) + jnp.sum(self.qk_offset[:, :t, :t], -1)
+        c = self.circuits
+        # Multiplier arrays whose mismatch is off are evaluated as plain contractions (same
+        # values, without the (H, T, T, d_h) gain arrays).
+        if c.mult_gain_sigma > 0:
+            raw = jnp.einsum("hic,hjc,hijc->hij", q, k, self.qk_gain[:, :t, :t])
+        else:
+            raw = q @ k.transpose(0, 2, 1)
+        if c.mult_offset_sigma > 0:
+            raw = raw + jnp.sum(self.qk_offset[:, :t, :t], -1)
         scores = raw / math.sqrt(dh) + self.qk_noise[:, :t, :t]
         p = self.translinear_softmax(scores, self.sm_gain[:, :t, :t])
-        o = (jnp.einsum("hij,hjc,hijc->hic", p, v, g_pv)
-             + jnp.einsum("ij,hijc->hic", mask, self.pv_offset[:, :t, :t]) + self.pv_noise[:, :t])
+        o = jnp.einsum("hij,hjc,hijc->hic", p, v, self.pv_gain[:, :t, :t]) if c.mult_gain_sigma > 0 else p @ v
+        if c.mult_offset_sigma > 0:
+            o = o + jnp.einsum("ij,hijc->hic", mask, self.pv_offset[:, :t, :t])
+        o = o + self.pv_noise[:, :t]
         return o.transpose(1, 0, 2).reshape(t, d) @ self.weight("W_o")
 
     def gelu(self, u: Array) -> Array:
