@@ -472,6 +472,7 @@ def continuous_verdict(run_or_block, xs, hardware: str | ChipConfig = "ideal", *
         ``continuous_converges`` when every analog relaxation converged with all ``Re mu < 0``.
         ``answer`` says in words whether an Euler cycle/divergence is an artifact of the step size.
     """
+    from analogeq.diagnostics.continuous import settle
     from analogeq.diagnostics.report import DiagnoseOptions, diagnose, to_float64
 
     jax.config.update("jax_enable_x64", True)
@@ -511,8 +512,6 @@ def continuous_verdict(run_or_block, xs, hardware: str | ChipConfig = "ideal", *
     analog = diagnose(chip, xs, float(eps), options, key=key)
     rows = []
     for x, rd, ra in zip(xs, digital["inputs"], analog["inputs"]):
-        from analogeq.diagnostics.continuous import settle
-
         zd, _, _, _ = settle(eqx.Partial(block.force, x=x), block.init_state(x), options.settle_t_max,
                              tol=options.fixed_point_tol)
         za, _, _, _ = settle(eqx.Partial(chip.force, x=x), chip.init_state(x), options.settle_t_max,
