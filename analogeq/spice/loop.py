@@ -6,7 +6,8 @@ sample are solved by ngspice on the exported chip. The nudged netlists add the n
 (``aeq_asym`` elements ``-2 A g_leak`` around the held free state). The weight update is then
 formed exactly as the ODE-based :class:`analogeq.ep.EP` forms it -- the centered contrast
 ``a = -(s_+ - s_-) / (2 beta)`` of the states as the ADC reads them, and the local force-form
-gradient ``g = a^T dF/dtheta`` at the free states (:func:`analogeq.ep.force_gradient`).
+gradient ``g = a^T dF/dtheta`` at the free states (:func:`analogeq.ep.force_gradient`), with
+``a`` passed through the chip's ``update_adjoint`` exactly as the ODE-based estimator does.
 """
 
 from __future__ import annotations
@@ -141,7 +142,9 @@ def spice_ep(
     nudged_arr = np.asarray(nudged)
     read = lambda v: np.asarray(relax.read(jnp.asarray(v)))  # noqa: E731
     a = -(read(nudged_arr[:, 0]) - read(nudged_arr[:, 1])) / (2 * beta)
-    grads = force_gradient(chip, xs, jnp.asarray(read(free)), jnp.asarray(a / xs.shape[0]))
+    # The chip's periphery builds its update as the ODE loop does (Chip.update_adjoint).
+    weighted = jax.vmap(chip.update_adjoint)(jnp.asarray(a / xs.shape[0]))
+    grads = force_gradient(chip, xs, jnp.asarray(read(free)), weighted)
     return SpiceEstimate(grads=grads, free=free, nudged=nudged_arr, contrast=a, spice_seconds=secs)
 
 
