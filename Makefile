@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test test-all bench bench-chip clean ngspice
+.PHONY: demo test test-all bench bench-chip clean ngspice docs
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ bench: $(STAMP)
 
 bench-chip: $(STAMP)
 	$(PY) benchmarks/bench_chip.py --out benchmarks/results
+
+# docs/api.md from the docstrings (tests/test_docs.py checks it is up to date).
+docs: $(STAMP)
+	$(PY) docs/gen_api.py
 
 clean:
 	rm -rf runs build *.egg-info .pytest_cache

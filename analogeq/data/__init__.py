@@ -6,6 +6,7 @@ from analogeq.data.parity import load_parity
 from analogeq.data.text import CharVocab, load_charlm, read_text
 
 TASKS = {"digits": load_digits, "parity": load_parity, "charlm": load_charlm}
+"""Task name (``TrainConfig.task``, ``--task``) -> loader returning a :class:`Dataset`."""
 
 
 def load_task(name: str, **kwargs) -> Dataset:

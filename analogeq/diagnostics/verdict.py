@@ -25,6 +25,7 @@ import numpy as np
 from analogeq.diagnostics.eigen import Spectrum
 
 LABELS = ("stable", "euler-artifact", "continuous-real", "continuous-hopf")
+"""The verdicts of :func:`classify`, from benign to worst (see the module docstring)."""
 # Severity order used for the overall verdict (later = worse).
 _SEVERITY = {name: i for i, name in enumerate(LABELS)}
 

@@ -25,7 +25,9 @@ from analogeq.ep.base import AbstractForceFormEstimator, phase
 from analogeq.ep.linear import antisymmetric_product, jacobian_products
 
 CORRECTIONS = ("none", "asym", "asym-tracking")
+"""Values of :attr:`EP.correction`: none, AsymEP at ``s*``, AsymEP at the nudged states' mean."""
 KINDS = ("one-sided", "centered", "holomorphic")
+"""Values of :attr:`EP.kind`, i.e. the nudges: ``beta``; ``+-beta``; ``N`` complex ``beta_k``."""
 
 
 def nudged_phases(model, cost, relaxation, x, target, s_star, betas, correction="none", key=None) -> RelaxResult:

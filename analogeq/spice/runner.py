@@ -36,6 +36,7 @@ INSTALL_HINT = (
     "(as root), on Fedora `dnf install ngspice`, on macOS `brew install ngspice`, with conda "
     "`conda install -c conda-forge ngspice`; or point NGSPICE_LIBRARY_PATH at libngspice.so.0"
 )
+"""How to install ngspice's shared library (appended to :class:`NgspiceNotFound` messages)."""
 
 _SEARCH = (
     "/usr/lib/x86_64-linux-gnu/libngspice.so.0", "/usr/lib/aarch64-linux-gnu/libngspice.so.0",
