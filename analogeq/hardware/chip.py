@@ -97,6 +97,13 @@ class Chip(_Layered):
     def tiles(self) -> tuple[Tile, ...]:
         return self.forward + self.feedback + self.biases
 
+    def map_tiles(self, f) -> "Chip":
+        """The chip with tile ``k`` (in :meth:`tiles` order) replaced by ``f(k, tile)``."""
+        new = [f(k, t) for k, t in enumerate(self.tiles())]
+        nf, nb = len(self.forward), len(self.feedback)
+        return eqx.tree_at(lambda c: (c.forward, c.feedback, c.biases), self,
+                           (tuple(new[:nf]), tuple(new[nf:nf + nb]), tuple(new[nf + nb:])))
+
     def voltages(self, s: Array) -> Array:
         """Node voltages (units of ``v_unit``) from a state that may include amplifier outputs."""
         return s[: self.n_neurons]
@@ -172,10 +179,8 @@ class Chip(_Layered):
         sigma = self.config.crossbar.read_noise
         if sigma == 0:
             return self
-        keys = iter(jax.random.split(key, len(self.tiles())))
-        noisy = lambda ts: tuple(t.with_read_noise(next(keys), sigma) for t in ts)  # noqa: E731
-        return eqx.tree_at(lambda c: (c.forward, c.feedback, c.biases), self,
-                           (noisy(self.forward), noisy(self.feedback), noisy(self.biases)))
+        keys = jax.random.split(key, len(self.tiles()))
+        return self.map_tiles(lambda k, t: t.with_read_noise(keys[k], sigma))
 
     def noise(self):
         """White-noise amplitude per state (units of ``v_unit`` per ``sqrt(tau)``).

@@ -32,17 +32,6 @@ class ProgrammedChip(eqx.Module):
     model: PCMInference
 
 
-def _tiles(chip: Chip):
-    return chip.forward + chip.feedback + chip.biases
-
-
-def _replace_tiles(chip: Chip, tiles) -> Chip:
-    nf, nb = len(chip.forward), len(chip.feedback)
-    tiles = tuple(tiles)
-    return eqx.tree_at(lambda c: (c.forward, c.feedback, c.biases), chip,
-                       (tiles[:nf], tiles[nf:nf + nb], tiles[nf + nb:]))
-
-
 def _with_g(tile: Tile, g_pos, g_neg) -> Tile:
     return eqx.tree_at(lambda t: (t.g_pos, t.g_neg), tile, (g_pos, g_neg))
 
@@ -58,20 +47,23 @@ def program_pcm(chip: Chip, model: PCMInference, key) -> ProgrammedChip:
     """
     cb = chip.config.crossbar
     g_max = cb.G_max
-    tiles, nus = [], []
-    for i, t in enumerate(_tiles(chip)):
+    nus = []
+
+    def write(i: int, t: Tile) -> Tile:
         kp, kn, knu_p, knu_n = jax.random.split(jax.random.fold_in(key, i), 4)
         w = t.weight(cb.G_ref)
         gp, gn = jnp.maximum(w, 0) * cb.G_ref / g_max, jnp.maximum(-w, 0) * cb.G_ref / g_max
-        tiles.append(_with_g(t, model.program(gp, kp) * g_max, model.program(gn, kn) * g_max))
         nus.append((model.drift_exponents(gp, knu_p), model.drift_exponents(gn, knu_n)))
-    return ProgrammedChip(chip=_replace_tiles(chip, tiles), nu=tuple(nus), model=model)
+        return _with_g(t, model.program(gp, kp) * g_max, model.program(gn, kn) * g_max)
+
+    programmed = chip.map_tiles(write)
+    return ProgrammedChip(chip=programmed, nu=tuple(nus), model=model)
 
 
 def _calibration(chip: Chip):
     """The drift-compensation read (aihwkit's ``GlobalDriftCompensation``): every tile's
     outputs for an all-ones input."""
-    return jnp.concatenate([jnp.atleast_1d(jnp.sum(t.g_pos - t.g_neg, axis=-1)) for t in _tiles(chip)])
+    return jnp.concatenate([jnp.atleast_1d(jnp.sum(t.g_pos - t.g_neg, axis=-1)) for t in chip.tiles()])
 
 
 def chip_at(programmed: ProgrammedChip, t: float, key, compensate: bool = True):
@@ -80,17 +72,18 @@ def chip_at(programmed: ProgrammedChip, t: float, key, compensate: bool = True):
     drift-compensation gain ``alpha`` applied (``alpha = 1`` without)."""
     chip, model = programmed.chip, programmed.model
     g_max = chip.config.crossbar.G_max
-    tiles = []
-    for i, (tile, (nu_p, nu_n)) in enumerate(zip(_tiles(chip), programmed.nu)):
-        kp, kn = jax.random.split(jax.random.fold_in(key, i))
+
+    def age(i: int, tile: Tile) -> Tile:
+        (nu_p, nu_n), (kp, kn) = programmed.nu[i], jax.random.split(jax.random.fold_in(key, i))
         gp = model.read_noise(model.drift(tile.g_pos / g_max, nu_p, t), t, kp)
         gn = model.read_noise(model.drift(tile.g_neg / g_max, nu_n, t), t, kn)
-        tiles.append(_with_g(tile, gp * g_max, gn * g_max))
-    later = _replace_tiles(chip, tiles)
+        return _with_g(tile, gp * g_max, gn * g_max)
+
+    later = chip.map_tiles(age)
     if not compensate:
         return later, jnp.ones(())
     alpha = compensation_factor(_calibration(chip), _calibration(later))
-    return _replace_tiles(later, [_with_g(x, x.g_pos * alpha, x.g_neg * alpha) for x in _tiles(later)]), alpha
+    return later.map_tiles(lambda _, x: _with_g(x, x.g_pos * alpha, x.g_neg * alpha)), alpha
 
 
 def accuracy_over_time(network, hardware, model: PCMInference, data, times, key, *,

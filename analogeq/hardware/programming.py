@@ -85,10 +85,6 @@ class ConductanceUpdater(AbstractUpdater):
         gw = eqx.filter(chip.weight_gradient(grads), eqx.is_inexact_array)
         dw, state = self.optimizer.update(gw, state, eqx.filter(chip.as_model(), eqx.is_inexact_array))
         cb = chip.config.crossbar
-        keys = iter(jax.random.split(key, len(chip.tiles())))
-        write = lambda ts, ds: tuple(write_tile(t, d, cb, next(keys), self.rounding) for t, d in zip(ts, ds))  # noqa: E731
-        chip = eqx.tree_at(
-            lambda c: (c.forward, c.feedback, c.biases), chip,
-            (write(chip.forward, dw.weights), write(chip.feedback, dw.feedback), write(chip.biases, dw.biases)),
-        )
-        return chip, state
+        keys = jax.random.split(key, len(chip.tiles()))
+        dws = jax.tree_util.tree_leaves((dw.weights, dw.feedback, dw.biases))
+        return chip.map_tiles(lambda k, t: write_tile(t, dws[k], cb, keys[k], self.rounding)), state

@@ -69,23 +69,17 @@ def attach_devices(chip: Chip, device: AbstractDevice, key) -> Chip:
     against the reference ``G- = G(0)`` (see the module docstring)."""
     cb = chip.config.crossbar
     g0 = _reference(cb, device)
-    keys = iter(jax.random.split(key, len(chip.tiles())))
+    keys = jax.random.split(key, len(chip.tiles()))
 
-    def attach(tile: Tile) -> Tile:
-        st = device.sample(next(keys), tile.g_pos.shape, tile.g_pos.dtype)
+    def attach(k: int, tile: Tile) -> Tile:
+        st = device.sample(keys[k], tile.g_pos.shape, tile.g_pos.dtype)
         w = jnp.clip(tile.weight(cb.G_ref), st.b_min, st.b_max)
         ref = jnp.full_like(w, g0)
         return Tile(g_pos=ref + w * cb.G_ref, g_neg=ref,
                     lo=jnp.stack([ref + st.b_min * cb.G_ref, ref]),
                     hi=jnp.stack([ref + st.b_max * cb.G_ref, ref]), device=st)
 
-    return _map_tiles(chip, attach)
-
-
-def _map_tiles(chip: Chip, f) -> Chip:
-    group = lambda ts: tuple(f(t) for t in ts)  # noqa: E731
-    return eqx.tree_at(lambda c: (c.forward, c.feedback, c.biases), chip,
-                       (group(chip.forward), group(chip.feedback), group(chip.biases)))
+    return chip.map_tiles(attach)
 
 
 def _as_matrix(x):
@@ -151,8 +145,7 @@ class PulsedUpdater(AbstractUpdater):
             new_w, state = self._digital(chip, grads, state, keys)
         else:
             new_w, state = self._rank_one(chip, state, keys, estimate)
-        it = iter(new_w)
-        chip = _map_tiles(chip, lambda t: eqx.tree_at(lambda x: x.g_pos, t, t.g_neg + next(it) * cb.G_ref))
+        chip = chip.map_tiles(lambda k, t: eqx.tree_at(lambda x: x.g_pos, t, t.g_neg + new_w[k] * cb.G_ref))
         return chip, state
 
     def _digital(self, chip, grads, state, keys):
