@@ -9,6 +9,7 @@ from pathlib import Path
 
 from analogeq.config import FIELD_HELP, TrainConfig
 from analogeq.devices.cli import register as register_devices
+from analogeq.energy.cli import register as register_energy
 from analogeq.textgen import register as register_sample
 from analogeq.diagnostics.cli import register as register_diagnose
 from analogeq.spice.cli import register as register_spice
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_diagnose(sub)
     register_spice(sub)
     register_devices(sub)
+    register_energy(sub)
     return parser
 
 

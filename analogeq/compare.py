@@ -3,7 +3,9 @@
 :func:`compare` reports, at the initial model: the fixed-point error of the chip against the
 emulator, gradient cosines (analog EP vs digital EP vs the implicit adjoint of the digital model
 and of the chip), settle times in seconds; a Monte Carlo over independent chip instances (one
-vectorized call); and, optionally, test accuracy over training of both realizations.
+vectorized call); the chip's energy and latency of a settle and of a training step
+(:func:`analogeq.energy.energy_report`); and, optionally, test accuracy over training of both
+realizations.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from analogeq.config import TrainConfig
+from analogeq.energy import energy_line, energy_report
 from analogeq.ep import ImplicitAdjoint, free_phase, tree_cosine
 from analogeq.hardware.config import ChipConfig
 from analogeq.hardware.dynamics import ChipRelaxation
@@ -141,6 +144,7 @@ def compare(
         "hardware": hw.to_dict(),
         "at_init": gradient_report(cfg, hw),
         "monte_carlo": monte_carlo(cfg, hw, n_chips=n_chips),
+        "energy": energy_report(cfg, hw),
     }
     if steps > 0:
         run = cfg.replace(steps=steps)
@@ -203,4 +207,6 @@ def format_compare(report: dict) -> str:
         f"fixed-point error {mc['fixed_point_error']['mean']:.2e} +- {mc['fixed_point_error']['std']:.1e}, "
         f"cos(analog EP, chip exact) {mc['cos_ep_vs_chip_exact']['mean']:.4f} +- {mc['cos_ep_vs_chip_exact']['std']:.4f}",
     ]
+    if "energy" in report:
+        lines.append(energy_line(report["energy"]))
     return "\n".join(lines)

@@ -119,13 +119,20 @@ def task_options(cfg: TrainConfig) -> dict:
 
 
 def make_train_step(parts: RunParts, gate: bool):
-    """A jit-compiled ``(model, state, x, y, key) -> (model, state, metrics)``."""
+    """A jit-compiled ``(model, state, x, y, key) -> (model, state, metrics)``.
+
+    On a chip the metrics also hold the step's estimated ``energy_J`` and ``latency_s``
+    (:func:`analogeq.energy.train_step_breakdown`)."""
+    from analogeq.energy import step_pulses, train_step_breakdown
+    from analogeq.hardware.chip import Chip
+
     cost, relaxation, estimator, updater = parts.cost, parts.relaxation, parts.estimator, parts.updater
 
     @eqx.filter_jit
     def step(model, state, xb, yb, key):
         k_est, k_write = jax.random.split(key)
         est = estimator.estimate(model, cost, relaxation, xb, yb, gate=gate, key=k_est)
+        old_state = state
         new_model, state = updater.update(model, est.grads, state, k_write, estimate=est)
         y = jax.vmap(model.readout)(est.free.state)
         metrics = {
@@ -136,6 +143,10 @@ def make_train_step(parts: RunParts, gate: bool):
             "unconverged": jnp.sum(~est.free.converged),
             "nudged_residual_max": jnp.max(est.nudged_residual),
         }
+        if isinstance(model, Chip):
+            cost_of_step = train_step_breakdown(model, estimator, est,
+                                                step_pulses(model, new_model, old_state, state))
+            metrics.update(energy_J=cost_of_step["energy_J"], latency_s=cost_of_step["latency_s"])
         return new_model, state, metrics
 
     return step
@@ -197,10 +208,13 @@ def _jsonable(d: dict) -> dict:
 
 
 def summarize(history: list[dict], label: str, seconds: float, steps_run: int) -> dict:
-    """Final/best test accuracy, gradient-probe statistics and throughput of a run."""
+    """Final/best test accuracy, gradient-probe statistics, throughput and, on a chip, the mean
+    estimated energy and latency per training step (NaN for the digital emulator)."""
     evals = [r for r in history if r["kind"] == "eval"]
     train = [r for r in history if r["kind"] == "train"]
     cos = [r["grad_cosine"] for r in evals if "grad_cosine" in r]
+    energy = [r["energy_J"] for r in train if "energy_J" in r]
+    latency = [r["latency_s"] for r in train if "latency_s" in r]
     return {
         "label": label,
         "final_test_acc": evals[-1]["test_acc"] if evals else float("nan"),
@@ -212,6 +226,8 @@ def summarize(history: list[dict], label: str, seconds: float, steps_run: int) -
         "steps": train[-1]["step"] if train else 0,
         "seconds": seconds,
         "steps_per_second": steps_run / seconds if seconds > 0 else float("nan"),
+        "energy_per_step_J": float(np.mean(energy)) if energy else float("nan"),
+        "latency_per_step_s": float(np.mean(latency)) if latency else float("nan"),
     }
 
 

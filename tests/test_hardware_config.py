@@ -121,6 +121,25 @@ BAD = [
     ("dynamics.sde_dt", 0.0),
     ("dynamics.sde_dt", -1e-9),
     ("dynamics.sde_dt", math.nan),
+    # energy
+    ("energy.adc_fom", -1e-15),
+    ("energy.adc_fom", math.inf),
+    ("energy.adc_fom", "6.5 fJ"),
+    ("energy.adc_time", 0.0),
+    ("energy.adc_time", -1e-9),
+    ("energy.adc_time", math.nan),
+    ("energy.adc_share", 0),
+    ("energy.adc_share", 1.5),
+    ("energy.adc_share", True),
+    ("energy.dac_fom", -1e-15),
+    ("energy.dac_fom", None),
+    ("energy.dac_time", 0.0),
+    ("energy.dac_time", math.inf),
+    ("energy.pulse_energy", -2e-12),
+    ("energy.pulse_energy", math.nan),
+    ("energy.pulse_width", 0.0),
+    ("energy.pulse_width", -1e-8),
+    ("energy.pulse_width", "10 ns"),
 ]
 
 

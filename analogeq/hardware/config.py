@@ -14,10 +14,13 @@ section                 what it describes
 ``noise``               :class:`NoiseConfig`: temperature (sets every thermal noise)
 ``dynamics``            :class:`DynamicsConfig` (alias ``ReadoutConfig``): settle window,
                         steady-state tolerance, time-averaged readout
+``energy``              :class:`EnergyConfig`: energy and time of a conversion and of a
+                        programming pulse (for :mod:`analogeq.energy`)
 ======================  =================================================================
 
-Every field has a default; the defaults together are the *ideal* chip (every non-ideality off),
-so ``ChipConfig() == ChipConfig.ideal() == ChipConfig.preset("ideal")``.
+Every field has a default; the defaults together are the *ideal* chip (every non-ideality off;
+the ``energy`` section holds literature costs, the same in every preset), so
+``ChipConfig() == ChipConfig.ideal() == ChipConfig.preset("ideal")``.
 
 Configs come from dicts (:meth:`ChipConfig.from_dict`), TOML files
 (:meth:`ChipConfig.from_toml`) or named presets in the repository's ``device_models/``
@@ -47,6 +50,8 @@ __all__ = [
     "ConfigError",
     "CrossbarConfig",
     "DynamicsConfig",
+    "EnergyConfig",
+    "IDEAL_CONVERTER_COST_BITS",
     "NeuronConfig",
     "NoiseConfig",
     "PeripheryConfig",
@@ -498,12 +503,86 @@ class DynamicsConfig(_Section):
 ReadoutConfig = DynamicsConfig
 """Alias of :class:`DynamicsConfig` (the readout timing is part of the dynamics section)."""
 
+IDEAL_CONVERTER_COST_BITS = 8
+"""Resolution at which an ideal converter (``bits = 0``) is charged energy: it still converts,
+and 8 bits is the resolution of the converters in the realistic preset and in ISAAC."""
+
+
+@dataclass(frozen=True)
+class EnergyConfig(_Section):
+    """Energy and time of the chip's conversions and programming pulses (:mod:`analogeq.energy`).
+
+    The dissipation of the crossbar, the leak and the node capacitance follows from the other
+    sections (conductances, ``g_leak``, ``C``, ``v_unit``); this section holds what those do not
+    determine. A converter of ``b`` bits costs ``fom * 2**b`` per conversion (a Walden-style
+    figure of merit taken at the nominal resolution, so the estimate is on the high side of one
+    taken with the effective bits); an ideal converter (``bits = 0``) is charged as
+    :data:`IDEAL_CONVERTER_COST_BITS` = 8 bits, since it still converts.
+
+    Attributes:
+        adc_fom: ADC energy per conversion step [J], ``>= 0``. Default ``6.5e-15``: ISAAC
+            (Shafiee et al., ISCA 2016) budgets 16 mW for 8 ADCs of 8 bits at 1.2 GS/s, i.e.
+            1.67 pJ per conversion (its ADC is Kull et al., ISSCC 2013, a 3.1 mW 8-bit 1.2 GS/s
+            SAR ADC in 32 nm SOI), / 2**8 = 6.5 fJ per step. Murmann's ADC Performance Survey
+            (ISSCC/VLSI 1997-2022) puts GS/s designs at tens of fJ per effective step and the
+            best slow SAR ADCs below 1 fJ, so this is a mid-range number.
+        adc_time: time of one ADC conversion [s], ``> 0``. Default ``8.33e-10`` (1 / 1.2 GS/s,
+            the same ADC).
+        adc_share: read-out lines of one neuron layer multiplexed onto one ADC, ``>= 1``; a layer
+            of ``n`` neurons has ``ceil(n / adc_share)`` ADCs and layers convert in parallel.
+            Default ``128``: ISAAC shares one ADC among the 128 bit lines of a crossbar.
+        dac_fom: DAC energy per conversion step [J], ``>= 0``. Default ``1.33e-15`` (order of
+            magnitude): a binary-weighted capacitive DAC switches on average ``1.33 * 2**b``
+            unit capacitors' worth of ``C_u V^2`` per conversion (Saberi et al., IEEE TCAS-I 58,
+            2011, conventional switching; 1363 ``C_u V^2`` at 10 bits), here with
+            ``C_u = 1 fF`` and ``V = 1 V`` (design choice). The power the DAC delivers into the
+            crossbar is counted in the crossbar read energy, not here.
+        dac_time: time of one DAC conversion [s], ``> 0``; the DACs of a phase convert in
+            parallel. Default ``1e-9`` (order of magnitude, design choice: the same ~1 ns scale
+            as the ADC conversion).
+        pulse_energy: energy of one programming pulse [J], ``>= 0``. Default ``2e-12`` (order of
+            magnitude): NeuroSim's write energy ``V_w^2 G t_w`` per pulse (its 1T1R rule,
+            without the wire charging) with its IdealDevice pulse ``V_w = 2 V``,
+            ``t_w = 10 ns`` on a device in mid range, ``G = 50 uS`` of the 0-100 uS window.
+            NeuroSim's Ag:a-Si device (3.2 V, 300 us, 38.5 nS) gives 1.2e-10 J.
+        pulse_width: duration of one programming pulse [s], ``> 0``. Default ``1e-8`` (10 ns,
+            NeuroSim IdealDevice; its Ag:a-Si device takes 300 us).
+    """
+
+    _section: ClassVar[str] = "energy"
+
+    adc_fom: float = _real(6.5e-15, "ADC energy per conversion step, E = adc_fom 2^bits", "J",
+                           ge=0.0)
+    adc_time: float = _real(8.33e-10, "time of one ADC conversion", "s", gt=0.0)
+    adc_share: int = _int(128, "read-out lines of a layer sharing one ADC", lambda n: n >= 1,
+                          "an integer >= 1")
+    dac_fom: float = _real(1.33e-15, "DAC energy per conversion step, E = dac_fom 2^bits", "J",
+                           ge=0.0)
+    dac_time: float = _real(1e-9, "time of one DAC conversion", "s", gt=0.0)
+    pulse_energy: float = _real(2e-12, "energy of one programming pulse", "J", ge=0.0)
+    pulse_width: float = _real(1e-8, "duration of one programming pulse", "s", gt=0.0)
+
+    @staticmethod
+    def cost_bits(bits: int) -> int:
+        """Resolution a conversion is charged at: ``bits``, or
+        :data:`IDEAL_CONVERTER_COST_BITS` for an ideal converter (``bits = 0``)."""
+        return bits if bits > 0 else IDEAL_CONVERTER_COST_BITS
+
+    def adc_energy(self, bits: int) -> float:
+        """Energy of one ADC conversion at ``bits`` resolution [J]."""
+        return self.adc_fom * 2.0 ** self.cost_bits(bits)
+
+    def dac_energy(self, bits: int) -> float:
+        """Energy of one DAC conversion at ``bits`` resolution [J]."""
+        return self.dac_fom * 2.0 ** self.cost_bits(bits)
+
 SECTIONS: dict[str, type[_Section]] = {
     "crossbar": CrossbarConfig,
     "neuron": NeuronConfig,
     "periphery": PeripheryConfig,
     "noise": NoiseConfig,
     "dynamics": DynamicsConfig,
+    "energy": EnergyConfig,
 }
 """Section name -> section class, in the order of :class:`ChipConfig`'s fields."""
 
@@ -555,6 +634,7 @@ class ChipConfig:
         periphery: :class:`PeripheryConfig`.
         noise: :class:`NoiseConfig`.
         dynamics: :class:`DynamicsConfig`.
+        energy: :class:`EnergyConfig`.
 
     Each defaults to its ideal section; a section may also be given as a mapping of its fields.
     Instances are immutable and hashable (usable as static arguments).
@@ -565,6 +645,7 @@ class ChipConfig:
     periphery: PeripheryConfig = field(default_factory=PeripheryConfig)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)
+    energy: EnergyConfig = field(default_factory=EnergyConfig)
 
     def __post_init__(self) -> None:
         for name, cls in SECTIONS.items():

@@ -1,0 +1,99 @@
+"""Energy and latency of one training step (one batch) on a chip.
+
+Per sample, in series on the one chip: a free settle from reset (:mod:`analogeq.energy.settle`),
+then as many nudged settles as the estimator runs (1 one-sided, 2 centered; none for the exact
+implicit reference, which no chip runs), each started from the held free state; the update
+needs every neuron's state read through the ADCs after the free phase and after each nudged
+phase. Then the batch update is programmed (:mod:`analogeq.energy.pulses`).
+
+* Nudged-phase windows: the fixed settle window (``dynamics.settle_time``), or in adaptive mode
+  the sample's measured free-phase time (the nudged phase's own time is not recorded).
+* Nudged-phase dissipation is taken at the free state ``s*``: the nudged states differ from it
+  by ``O(beta)``, so the static power differs by a relative ``O(beta)``. The AsymEP correction's
+  reads act on ``s - s*`` (also ``O(beta)``), so their dissipation is ``O(beta^2)`` and left out.
+  Node charging of a nudged phase moves each node by ``dv = -beta_k a v_unit`` from ``v*``.
+* DAC conversions per sample: the inputs (``n_in``, free phase), the targets of the nudging
+  branch (``n_out``, once, if there is a nudged phase) and, without a sample-and-hold
+  (``periphery.sample_hold = false``), the stored free state written back before each nudged
+  phase (``n_neurons`` each). Each of these is one round of parallel conversions.
+* Static power of amplifiers and digital logic is not modelled.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from analogeq.energy.breakdown import with_totals
+from analogeq.energy.converters import adc_energy, adc_read_time, dac_energy
+from analogeq.energy.crossbar import chip_read_energy
+from analogeq.energy.neuron import charging_energy, leak_energy
+from analogeq.energy.pulses import programming_rounds, total_pulses
+from analogeq.energy.settle import node_voltages
+from analogeq.hardware.chip import Chip
+
+
+def nudges(estimator) -> list[float]:
+    """The (real) nudges ``beta_k`` of the estimator's nudged phases; ``[]`` when it runs none."""
+    inner = getattr(estimator, "inner", estimator)
+    if not hasattr(inner, "nudges"):
+        return []
+    betas = list(inner.nudges())
+    if any(complex(b).imag != 0 for b in betas):
+        raise ValueError("an analog chip relaxes real voltages: holomorphic (complex) nudges have "
+                         "no energy on a chip; use ep_kind 'centered' or 'one-sided'")
+    return [float(complex(b).real) for b in betas]
+
+
+def train_step_breakdown(chip: Chip, estimator, est, pulses: tuple) -> dict:
+    """Breakdown (:mod:`analogeq.energy.breakdown`) of one training step on ``chip``.
+
+    Args:
+        chip: the chip the batch was settled on (before the update).
+        estimator: the run's estimator (its nudges set the nudged phases).
+        est: the step's :class:`~analogeq.ep.Estimate` (free states, settle times, contrasts).
+        pulses: per-device pulses of the update (:func:`analogeq.energy.pulses.step_pulses`).
+    """
+    cfg = chip.config
+    en, nc, per = cfg.energy, cfg.neuron, cfg.periphery
+    betas = nudges(estimator)
+    k = len(betas)
+    batch = est.free.state.shape[0]
+    n_in, n_out, n_neurons = chip.sizes[0], chip.sizes[-1], chip.n_neurons
+    t_free = est.free.time * nc.tau
+    t_nudged = t_free if cfg.dynamics.adaptive else jnp.full_like(t_free, cfg.dynamics.settle_time)
+    on_time = t_free + k * t_nudged
+
+    def sample(x, s, a, t_on):
+        v = node_voltages(chip, s)
+        charge = charging_energy(nc.C, jnp.zeros_like(v), v)
+        dv = node_voltages(chip, a)
+        for b in betas:
+            charge = charge + charging_energy(nc.C, v, v - b * dv)
+        return charge, chip_read_energy(chip, x, s, t_on), leak_energy(nc.g_leak, v, t_on)
+
+    if est.inputs is None:
+        raise ValueError("the energy of a training step needs the estimate's inputs: use a "
+                         "force-form estimator (ep or implicit)")
+    charge, xbar, leak = jax.vmap(sample)(est.inputs, est.free.state, est.contrast, on_time)
+    dac_rounds = 1 + (1 if k else 0) + (0 if per.sample_hold else k)
+    n_dac = batch * (n_in + (n_out if k else 0) + (0 if per.sample_hold else k * n_neurons))
+    n_adc = batch * (1 + k) * n_neurons
+    n_pulses = total_pulses(pulses)
+    rounds = programming_rounds(pulses)
+    return with_totals({
+        "neuron_charging_J": jnp.sum(charge),
+        "crossbar_read_J": jnp.sum(xbar),
+        "leak_J": jnp.sum(leak),
+        "dac_J": dac_energy(en, per.dac_bits, n_dac),
+        "adc_J": adc_energy(en, per.adc_bits, n_adc),
+        "programming_J": n_pulses * en.pulse_energy,
+        "settle_s": jnp.sum(on_time),
+        "dac_s": batch * dac_rounds * en.dac_time,
+        "adc_s": batch * (1 + k) * adc_read_time(en, chip.sizes[1:]),
+        "programming_s": rounds * en.pulse_width,
+        "dac_conversions": n_dac,
+        "adc_conversions": n_adc,
+        "pulses": n_pulses,
+        "pulse_rounds": rounds,
+    })
