@@ -13,6 +13,7 @@ from analogeq.energy.cli import register as register_energy
 from analogeq.textgen import register as register_sample
 from analogeq.diagnostics.cli import register as register_diagnose
 from analogeq.spice.cli import register as register_spice
+from analogeq.sweep.cli import register as register_sweep
 
 
 def _add_config_options(p: argparse.ArgumentParser) -> None:
@@ -116,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_spice(sub)
     register_devices(sub)
     register_energy(sub)
+    register_sweep(sub)
     return parser
 
 

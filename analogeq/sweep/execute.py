@@ -1,0 +1,144 @@
+"""Running a sweep: each run trains as :func:`analogeq.training.train` would, locally in this
+process or on a Dask cluster; finished runs are stored as they arrive, so an interrupted sweep
+resumes where it stopped."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from analogeq.sweep.spec import Run, SweepSpec
+from analogeq.sweep.store import RunStore
+
+# Summary fields copied into the table (besides the axes and the replicate).
+SUMMARY_FIELDS = (
+    "final_test_acc", "best_test_acc", "grad_cosine_mean", "grad_cosine_final",
+    "unconverged_train_samples", "energy_per_step_J", "latency_per_step_s", "steps",
+)
+# Columns that depend on the machine, not on the run's configuration.
+TIMING_FIELDS = ("seconds",)
+
+
+def run_one(run: Run) -> dict:
+    """Train one run (no files written) and return its table row."""
+    from analogeq.training import build_digital, train
+
+    cfg = run.config()
+    t0 = time.perf_counter()
+    # A run's numbers must not depend on the process it lands in: a float32 run computes in
+    # float32 even where the host process enabled 64-bit types (tests, notebooks).
+    with _x64(cfg.dtype == "float64"):
+        if run.chip is None:
+            parts = build_digital(cfg)
+        else:
+            from analogeq.hardware.run import build_analog
+
+            parts = build_analog(cfg, run.hardware())
+        result = train(cfg, None, progress=False, parts=parts)
+    summary = result.summary
+    row = {"key": run.key, **dict(run.point), "seed": run.seed, "chip_seed": run.chip_seed}
+    row.update({k: summary.get(k, math.nan) for k in SUMMARY_FIELDS})
+    row["seconds"] = time.perf_counter() - t0
+    return row
+
+
+def _x64(on: bool):
+    import jax
+
+    if hasattr(jax, "enable_x64"):
+        return jax.enable_x64(on)
+    from jax.experimental import enable_x64, disable_x64  # JAX < 0.6
+
+    return enable_x64() if on else disable_x64()
+
+
+@dataclass
+class SweepOutcome:
+    """What :func:`execute` did: every row (in the spec's run order), how many runs it computed
+    and how many it found already stored, and the runs that failed (key -> error message)."""
+
+    rows: list[dict]
+    computed: int
+    cached: int
+    failed: dict[str, str]
+
+
+def execute(spec: SweepSpec, out_dir: str | Path, *, scheduler: str | None = None, workers: int = 0,
+            progress: bool = True, log=print) -> SweepOutcome:
+    """Run every run of ``spec`` that ``out_dir`` does not hold yet.
+
+    Args:
+        spec: the sweep.
+        out_dir: output directory; finished runs go to ``out_dir/runs/<key>.json``.
+        scheduler: address of a Dask scheduler (``tcp://host:8786``) to run on; ``None`` runs
+            locally (in this process, or on ``workers`` local worker processes).
+        workers: with no ``scheduler``, ``> 0`` starts a Dask ``LocalCluster`` of this many
+            single-threaded worker processes; ``0`` runs in this process.
+        progress: show a progress bar.
+        log: where one-line messages go.
+    """
+    store = RunStore(out_dir)
+    runs = spec.runs()
+    unique = {r.key: r for r in runs}
+    if len(unique) < len(runs):
+        log(f"{len(runs) - len(unique)} runs repeat another run's configuration; each is run once")
+    pending = [r for k, r in unique.items() if not store.has(k)]
+    cached = len(unique) - len(pending)
+    log(f"sweep {spec.name!r}: {len(unique)} runs ({len(spec.points())} points x {len(spec.seeds)} seeds "
+        f"x {len(spec.chips)} chips), {cached} already done, {len(pending)} to run"
+        + (f" on {scheduler}" if scheduler else f" on {workers} local workers" if workers else ""))
+    failed: dict[str, str] = {}
+    bar = tqdm(total=len(pending), disable=not progress, desc=spec.name, unit="run")
+
+    def finish(run: Run, row: dict | None, error: str | None) -> None:
+        if error is not None:
+            failed[run.key] = error
+            log(f"run {run.key} ({_describe(run)}) failed: {error}")
+        else:
+            store.save(run.key, {"run": {"point": dict(run.point), "train": run.train, "chip": run.chip},
+                                 "row": row})
+        bar.update(1)
+
+    if pending and (scheduler or workers):
+        _on_dask(pending, finish, scheduler, workers)
+    else:
+        for run in pending:
+            try:
+                finish(run, run_one(run), None)
+            except Exception as e:  # noqa: BLE001 -- one failed run must not lose the others
+                finish(run, None, f"{type(e).__name__}: {e}")
+    bar.close()
+    rows = [store.load(r.key)["row"] for r in runs if store.has(r.key)]
+    return SweepOutcome(rows=rows, computed=len(pending) - len(failed), cached=cached, failed=failed)
+
+
+def _on_dask(pending: list[Run], finish, scheduler: str | None, workers: int) -> None:
+    from distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if scheduler is None:
+        # Single-threaded processes: JAX uses the cores itself, and one run per process keeps
+        # compilation caches from contending.
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+    try:
+        with Client(cluster if cluster is not None else scheduler) as client:
+            futures = {client.submit(run_one, r, key=f"analogeq-run-{r.key}", pure=False): r for r in pending}
+            for fut in as_completed(futures):
+                run = futures[fut]
+                if fut.status == "error":
+                    err = fut.exception()
+                    finish(run, None, f"{type(err).__name__}: {err}")
+                else:
+                    finish(run, fut.result(), None)
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
+def _describe(run: Run) -> str:
+    return ", ".join(f"{k}={v}" for k, v in run.point) + f", seed={run.seed}, chip={run.chip_seed}"

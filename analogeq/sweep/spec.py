@@ -1,0 +1,274 @@
+"""A sweep: a base training run and chip, axes to vary (a grid and/or random samples), and the
+replicates (training seeds x chip instances) run at every point.
+
+``sweep.toml``::
+
+    [sweep]
+    name = "levels-vs-readout"
+    seeds = [0]               # training seeds (TrainConfig.seed) per point
+    chips = [0, 1, 2]         # chip instances (TrainConfig.chip_seed) per point
+
+    [train]                   # the base run: TrainConfig fields
+    hardware = "realistic"
+    steps = 200
+
+    [chip]                    # overrides of the base chip, "section.field" = value
+    "crossbar.read_noise" = 0.02
+
+    [grid]                    # every combination of these values
+    "crossbar.n_levels" = [8, 16, 32, 64]
+    "dynamics.settle_time" = [1e-7, 4e-7]
+
+    [random]                  # plus `samples` random draws (crossed with the grid)
+    samples = 8
+    seed = 0
+    "neuron.offset_sigma" = { log_uniform = [1e-4, 1e-2] }
+    lr = { uniform = [1e-3, 5e-3] }
+
+An axis named ``section.field`` (a :class:`~analogeq.hardware.config.ChipConfig` section) varies
+the chip; a bare name varies a :class:`~analogeq.config.TrainConfig` field. Every run is
+identified by a hash of its full, resolved configuration (training fields, every chip field,
+the pulsed device's parameters), so a cached result is reused only for an identical run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from analogeq.config import TrainConfig
+from analogeq.hardware.config import SECTIONS, ChipConfig
+
+TABLES = ("sweep", "train", "chip", "grid", "random")
+SWEEP_KEYS = ("name", "seeds", "chips", "metrics")
+DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform", "choice")
+DEFAULT_METRICS = ("final_test_acc", "energy_per_step_J", "latency_per_step_s")
+# Bump when what a run computes changes, so old cached results are not mixed with new ones.
+SCHEMA = 1
+
+
+def is_chip_key(name: str) -> bool:
+    """Whether an axis name addresses the chip (``section.field``) rather than training."""
+    return name.partition(".")[0] in SECTIONS and "." in name
+
+
+def _check_axis_name(name: str, where: str) -> None:
+    if is_chip_key(name):
+        section, _, key = name.partition(".")
+        if key not in SECTIONS[section].field_names():
+            raise ValueError(f"{where}: unknown chip field {name!r}; [{section}] has "
+                             f"{', '.join(SECTIONS[section].field_names())}")
+    elif "." in name:
+        raise ValueError(f"{where}: unknown chip section in {name!r}; sections are {', '.join(SECTIONS)}")
+    elif name not in TrainConfig.__dataclass_fields__:
+        raise ValueError(f"{where}: {name!r} is neither a training option nor 'section.field' of the "
+                         f"chip; training options: {', '.join(sorted(TrainConfig.__dataclass_fields__))}")
+    if name in ("seed", "chip_seed"):
+        raise ValueError(f"{where}: {name!r} is a replicate, not an axis; list its values in "
+                         f"[sweep] {'seeds' if name == 'seed' else 'chips'}")
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """One random axis: ``uniform`` / ``log_uniform`` over ``[low, high]``, ``int_uniform`` over
+    the integers ``low..high`` (inclusive), or ``choice`` among listed values."""
+
+    kind: str
+    args: tuple
+
+    @classmethod
+    def parse(cls, name: str, value: Any) -> "Distribution":
+        where = f"[random] {name}"
+        if not isinstance(value, dict) or len(value) != 1:
+            raise ValueError(f"{where}: give one distribution as a table, e.g. "
+                             f"{{ uniform = [low, high] }}; kinds: {', '.join(DISTRIBUTIONS)}")
+        (kind, args), = value.items()
+        if kind not in DISTRIBUTIONS:
+            raise ValueError(f"{where}: unknown distribution {kind!r}; choose one of {', '.join(DISTRIBUTIONS)}")
+        if not isinstance(args, list) or not args:
+            raise ValueError(f"{where}: {kind} needs a list of values")
+        if kind != "choice":
+            if len(args) != 2 or not all(isinstance(a, (int, float)) for a in args) or not args[0] < args[1]:
+                raise ValueError(f"{where}: {kind} needs [low, high] with low < high; got {args!r}")
+            if kind == "log_uniform" and args[0] <= 0:
+                raise ValueError(f"{where}: log_uniform needs low > 0; got {args[0]!r}")
+            if kind == "int_uniform" and not all(isinstance(a, int) for a in args):
+                raise ValueError(f"{where}: int_uniform needs integer bounds; got {args!r}")
+        return cls(kind, tuple(args))
+
+    def draw(self, rng: np.random.Generator):
+        lo, hi = self.args[0], self.args[-1]
+        if self.kind == "uniform":
+            return float(rng.uniform(lo, hi))
+        if self.kind == "log_uniform":
+            return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+        if self.kind == "int_uniform":
+            return int(rng.integers(lo, hi + 1))
+        return self.args[int(rng.integers(len(self.args)))]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run of a sweep: the point's axis values and its replicate."""
+
+    point: tuple[tuple[str, Any], ...]
+    seed: int
+    chip_seed: int
+    train: dict
+    chip: dict | None
+    key: str
+
+    def config(self) -> TrainConfig:
+        return TrainConfig.from_dict(self.train)
+
+    def hardware(self) -> ChipConfig | None:
+        return None if self.chip is None else ChipConfig.from_dict(self.chip)
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A parsed, validated ``sweep.toml`` (see the module docstring)."""
+
+    name: str = "sweep"
+    train: dict = field(default_factory=dict)
+    chip: dict = field(default_factory=dict)
+    grid: dict = field(default_factory=dict)
+    random: dict = field(default_factory=dict)
+    samples: int = 0
+    random_seed: int = 0
+    seeds: tuple[int, ...] = (0,)
+    chips: tuple[int, ...] = (0,)
+    metrics: tuple[str, ...] = DEFAULT_METRICS
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "sweep") -> "SweepSpec":
+        unknown = sorted(set(d) - set(TABLES))
+        if unknown:
+            raise ValueError(f"{where}: unknown table(s) {unknown}; allowed: {', '.join(TABLES)}")
+        head = dict(d.get("sweep", {}))
+        bad = sorted(set(head) - set(SWEEP_KEYS))
+        if bad:
+            raise ValueError(f"{where}: unknown key(s) {bad} in [sweep]; allowed: {', '.join(SWEEP_KEYS)}")
+        seeds, chips = head.get("seeds", [0]), head.get("chips", [0])
+        for name, vals in (("seeds", seeds), ("chips", chips)):
+            if (not isinstance(vals, list) or not vals or len(set(vals)) != len(vals)
+                    or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in vals)):
+                raise ValueError(f"{where}: [sweep] {name} must be a non-empty list of distinct "
+                                 f"integers >= 0; got {vals!r}")
+        train = dict(d.get("train", {}))
+        for k in ("seed", "chip_seed"):
+            if k in train:
+                raise ValueError(f"{where}: set [sweep] {'seeds' if k == 'seed' else 'chips'} "
+                                 f"instead of [train] {k}")
+        chip = _flatten_chip(d.get("chip", {}), where)
+        grid = dict(d.get("grid", {}))
+        for name, vals in grid.items():
+            _check_axis_name(name, f"{where}: [grid]")
+            if not isinstance(vals, list) or not vals:
+                raise ValueError(f"{where}: [grid] {name} must be a non-empty list of values; got {vals!r}")
+        rand = dict(d.get("random", {}))
+        samples, rseed = rand.pop("samples", 0), rand.pop("seed", 0)
+        if not isinstance(samples, int) or samples < 0 or (rand and samples == 0):
+            raise ValueError(f"{where}: [random] samples must be an integer >= 1 when random axes "
+                             f"are given; got {samples!r}")
+        dists = {}
+        for name, v in rand.items():
+            _check_axis_name(name, f"{where}: [random]")
+            if name in grid:
+                raise ValueError(f"{where}: {name!r} is both a grid and a random axis")
+            dists[name] = Distribution.parse(name, v)
+        spec = cls(name=str(head.get("name", "sweep")), train=train, chip=chip, grid=grid,
+                   random=dists, samples=samples if dists else 0, random_seed=int(rseed),
+                   seeds=tuple(seeds), chips=tuple(chips),
+                   metrics=tuple(head.get("metrics", DEFAULT_METRICS)))
+        spec.runs()  # validates every point's training and chip configuration now, not mid-sweep
+        return spec
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> "SweepSpec":
+        """Read a sweep file; errors name the file."""
+        path = Path(path)
+        try:
+            with path.open("rb") as f:
+                d = tomllib.load(f)
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"{path}: invalid TOML: {e}") from e
+        except FileNotFoundError:
+            raise FileNotFoundError(f"sweep file {path} not found") from None
+        return cls.from_dict(d, where=str(path))
+
+    @property
+    def axes(self) -> tuple[str, ...]:
+        """Axis names: the grid's, then the random ones."""
+        return tuple(self.grid) + tuple(self.random)
+
+    def points(self) -> list[tuple[tuple[str, Any], ...]]:
+        """Every point as ``((axis, value), ...)``: the grid's cartesian product, each crossed
+        with ``samples`` random draws (drawn from ``random_seed``, the same on every call)."""
+        grid = [tuple(zip(self.grid, vals)) for vals in itertools.product(*self.grid.values())]
+        if not self.random:
+            return grid
+        rng = np.random.default_rng(self.random_seed)
+        draws = [tuple((k, dist.draw(rng)) for k, dist in self.random.items()) for _ in range(self.samples)]
+        return [g + r for g in grid for r in draws]
+
+    def runs(self) -> list[Run]:
+        """Every run: each point times each (seed, chip) replicate, validated."""
+        out = []
+        for point in self.points():
+            train = {**self.train, **{k: v for k, v in point if not is_chip_key(k)}}
+            chip_changes = {**self.chip, **{k: v for k, v in point if is_chip_key(k)}}
+            base = TrainConfig.from_dict(train)
+            if chip_changes and not base.hardware:
+                raise ValueError("the sweep varies the chip but [train] hardware is empty (the digital "
+                                 "emulator); set hardware, e.g. hardware = \"realistic\"")
+            hw = None
+            if base.hardware:
+                from analogeq.hardware.run import load_hardware
+
+                hw = load_hardware(base.hardware).replace(**chip_changes).to_dict()
+            for seed in self.seeds:
+                for chip_seed in self.chips:
+                    cfg = base.replace(seed=seed, chip_seed=chip_seed).to_dict()
+                    out.append(Run(point=point, seed=seed, chip_seed=chip_seed, train=cfg, chip=hw,
+                                   key=run_key(cfg, hw)))
+        return out
+
+
+def _flatten_chip(d: dict, where: str) -> dict:
+    """``[chip]`` as dotted keys, accepting ``"section.field" = v`` and ``[chip.section]`` tables."""
+    flat = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k in SECTIONS:
+            flat.update({f"{k}.{kk}": vv for kk, vv in v.items()})
+        else:
+            flat[k] = v
+    for k in flat:
+        if not is_chip_key(k):
+            raise ValueError(f"{where}: [chip] key {k!r} must be 'section.field' with a section of "
+                             f"{', '.join(SECTIONS)}")
+        _check_axis_name(k, f"{where}: [chip]")
+    return flat
+
+
+def run_key(train: dict, chip: dict | None) -> str:
+    """Hash of a run's full configuration (16 hex digits): training fields, every chip field and
+    the pulsed device's parameters, so editing a preset file invalidates its cached runs."""
+    device = None
+    if train.get("device"):
+        from analogeq.devices.presets import load_device
+
+        preset = load_device(train["device"])
+        device = {"params": preset.params, "model": type(preset.device).__name__,
+                  "inference": repr(preset.inference)}
+    blob = json.dumps({"schema": SCHEMA, "train": train, "chip": chip, "device": device},
+                      sort_keys=True, default=repr)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
