@@ -19,10 +19,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 PAGES = sorted(DOCS.glob("*.md"))
 
-# Subcommands the docs describe before they exist in the CLI parser (being written). A command in
-# this set is checked like any other as soon as build_parser() has it; while it is missing, its
-# examples are skipped. Remove names from here once they have landed.
-EXPECTED_LATER = {"sweep", "energy"}
 
 FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?P<lang>[\w+-]*)[^\n]*\n(?P<body>.*?)^(?P=indent)```[ \t]*$",
                    re.M | re.S)
@@ -144,8 +140,7 @@ def test_cli_commands_in_docs_exist_and_parse():
                 continue
             name = argv[0]
             if name not in known:
-                if name not in EXPECTED_LATER:
-                    bad.append(f"{page.name}: `{line}`: no subcommand {name!r} (have {sorted(known)})")
+                bad.append(f"{page.name}: `{line}`: no subcommand {name!r} (have {sorted(known)})")
                 continue
             err = io.StringIO()
             try:
@@ -159,7 +154,7 @@ def test_cli_commands_in_docs_exist_and_parse():
         for span in re.findall(r"`(analogeq [^`\n]+)`", FENCE.sub("", text)):
             tokens = span.split()
             name = tokens[1] if len(tokens) > 1 else ""
-            if re.fullmatch(r"[a-z][a-z-]*", name) and name not in known and name not in EXPECTED_LATER:
+            if re.fullmatch(r"[a-z][a-z-]*", name) and name not in known:
                 bad.append(f"{page.name}: `{span}`: no subcommand {name!r}")
     assert not bad, "\n".join(bad)
     # the getting-started page shows every subcommand the CLI has
