@@ -24,4 +24,6 @@ TRAIN_COLUMNS = [
     ("grad_cosine_final", "final", ".5f"),
     ("unconverged_train_samples", "unconverged", "d"),
     ("steps_per_second", "steps/s", ".1f"),
+    ("energy_per_step_J", "J/step", ".3g"),
+    ("latency_per_step_s", "s/step", ".3g"),
 ]

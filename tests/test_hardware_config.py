@@ -230,7 +230,7 @@ def test_ideal_preset_is_the_default_chip():
     assert n.rail_units == 1.0  # the circuit's tanh is the model's rho
     assert p.dac_bits == p.adc_bits == 0
     assert ideal.dynamics.adaptive and ideal.dynamics.average_window == 0
-    assert ideal.weight_scale == 1.0 and cb.w_max == 1.0
+    assert cb.w_max == 1.0
 
 
 def test_realistic_preset_numbers():

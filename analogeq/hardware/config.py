@@ -665,12 +665,6 @@ class ChipConfig:
         """Neuron time constant ``C / g_leak`` [s]."""
         return self.neuron.tau
 
-    @property
-    def weight_scale(self) -> float:
-        """``G_ref / g_leak`` (dimensionless): in ``tau dv/dt = -v + weight_scale W u`` this is
-        the coupling a unit weight produces relative to the leak."""
-        return self.crossbar.G_ref / self.neuron.g_leak
-
     # ---- construction -----------------------------------------------------------------------
 
     @classmethod

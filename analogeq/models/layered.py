@@ -4,7 +4,7 @@ The state is the concatenation of every non-input layer, ``s = [h_1, ..., h_L]``
 readout is the last layer. Two flavours share the layout:
 
 * :class:`HopfieldNetwork` -- conservative, the Scellier--Bengio energy
-  ``E = 1/2 |s|^2 - sum_l rho(s_{l+1})^T W_l rho(s_l) - sum_l b_l^T rho(s_l)``
+  ``E = 1/2 |s|^2 - sum_l rho(s_{l+1})^T W_l rho(s_l) - sum_l b_l^T rho(s_{l+1})``
   with ``rho(s_0) = x``; its force ``-grad_s E`` carries a ``rho'(s)`` factor.
 * :class:`LeakyNetwork` -- the leaky integrator ``F_l = -s_l + W_{l-1} rho(s_{l-1})
   + B_l rho(s_{l+1}) + b_l`` with feedback ``B_l`` independent of ``W_l^T``; this is what an
