@@ -35,11 +35,12 @@ def plot_curves(agg: list[dict], axes: tuple[str, ...], metrics: tuple[str, ...]
     one line per combination of the other axes' values."""
     x_axis, others = axes[0], axes[1:]
     fig, panels = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.6), squeeze=False)
-    combos = sorted({tuple(r[a] for a in others) for r in agg}, key=repr)
+    combos = sorted({tuple(r[a] for a in others) for r in agg}, key=lambda c: tuple(map(_sort_key, c)))
     for ax, metric in zip(panels[0], metrics):
         for combo in combos:
-            pts = sorted((r[x_axis], r[f"{metric}_mean"], r[f"{metric}_std"]) for r in agg
-                         if tuple(r[a] for a in others) == combo and f"{metric}_mean" in r)
+            pts = sorted(((r[x_axis], r[f"{metric}_mean"], r[f"{metric}_std"]) for r in agg
+                          if tuple(r[a] for a in others) == combo and f"{metric}_mean" in r),
+                         key=lambda p: _sort_key(p[0]))
             if not pts:
                 continue
             x, m, s = (np.array(v, dtype=float) for v in zip(*pts))
