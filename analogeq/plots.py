@@ -1,13 +1,12 @@
-"""Standard figures, written as PNG files (Agg backend, no display needed)."""
+"""Standard figures, written as PNG files (any backend; no display needed)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+# No backend is forced: a library that called matplotlib.use("Agg") would turn off inline
+# figures in a notebook that imports it; without a display matplotlib falls back to Agg itself.
+import matplotlib.pyplot as plt
 
 
 def save_figure(fig, path: str | Path) -> Path:
