@@ -159,14 +159,33 @@ def test_local_sweep_writes_tables_and_plots(reference):
     assert (out / "sweep.toml").exists()
 
 
-def test_dask_local_cluster_gives_the_same_table(reference, tmp_path):
-    from distributed import LocalCluster
+CLUSTER = """
+from distributed import LocalCluster
+import sys, time
+cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+print(cluster.scheduler_address, flush=True)
+sys.stdin.read()  # serve until the test closes our stdin
+cluster.close()
+"""
 
-    ref, _ = reference
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        res = run_sweep(SweepSpec.from_dict(TINY), tmp_path, scheduler=cluster.scheduler_address,
-                        progress=False, log=lambda m: None)
-    assert res.computed == 24 and res.cached == 0 and not res.failed
+
+def test_dask_local_cluster_gives_the_same_table(reference, tmp_path):
+    ref, spec_file = reference
+    # The cluster and the sweep's driver are processes of their own, as on a real cluster.
+    cluster = subprocess.Popen([sys.executable, "-c", CLUSTER], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        address = cluster.stdout.readline().strip()
+        assert address.startswith("tcp://"), address
+        proc = subprocess.Popen([sys.executable, "-m", "analogeq", "sweep", str(spec_file), "--out",
+                                 str(tmp_path), "--no-progress", "--scheduler", address],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        log, _ = proc.communicate(timeout=900)
+    finally:
+        cluster.stdin.close()
+        cluster.wait(timeout=60)
+    assert proc.returncode == 0, log
+    assert f"on {address}" in log and "24 runs computed, 0 reused" in log
     _same(_table(_rows(tmp_path)), _table(_rows(ref)))
 
 
