@@ -35,11 +35,17 @@ ngspice:
 		exit 1; \
 	fi
 
+# Each test file runs in a process of its own: in one process over the whole suite, XLA's CPU
+# compiler crashed (segfault / abort inside backend_compile) three times near the end, in tests
+# that pass on their own. Exit status 5 (every test of a file deselected) counts as a pass.
+PYTEST_EACH = fail=0; for f in tests/test_*.py; do echo "== $$f"; $(PY) -m pytest -q $(1) $$f; \
+	rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ] || { fail=1; echo "FAILED: $$f (exit $$rc)"; }; done; exit $$fail
+
 test: $(STAMP) ngspice
-	$(PY) -m pytest -m "not slow" -q
+	@$(call PYTEST_EACH,-m "not slow")
 
 test-all: $(STAMP) ngspice
-	$(PY) -m pytest -q
+	@$(call PYTEST_EACH,)
 
 bench: $(STAMP)
 	$(PY) -m pip install -q -e ".[bench]"
