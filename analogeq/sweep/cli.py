@@ -18,7 +18,7 @@ SLURMCluster and pass its scheduler address; see docs/sweeps.md)."""
 
 def cmd_sweep(args) -> int:
     from analogeq.report import format_table
-    from analogeq.sweep.run import copy_spec, load_spec, run_sweep
+    from analogeq.sweep.run import load_spec, run_sweep
 
     spec = load_spec(args.spec)
     if args.dry_run:
@@ -28,9 +28,8 @@ def cmd_sweep(args) -> int:
             print(r.key, dict(r.point), f"seed={r.seed} chip={r.chip_seed}")
         return 0
     out = Path(args.out) if args.out else Path("runs") / "sweeps" / spec.name
-    result = run_sweep(spec, out, scheduler=args.scheduler, workers=args.workers,
+    result = run_sweep(args.spec, out, scheduler=args.scheduler, workers=args.workers,
                        progress=not args.no_progress)
-    copy_spec(args.spec, out)
     metrics = [m for m in spec.metrics if result.points and f"{m}_mean" in result.points[0]]
     cols = [(a, a, "") for a in spec.axes] + [("n", "n", "d")]
     for m in metrics:

@@ -41,14 +41,18 @@ def run_sweep(spec: SweepSpec | str | Path, out_dir: str | Path, *, scheduler: s
     - ``points.csv``: mean, std and count over replicates per point;
     - ``curves.png`` (grid axes), ``heatmap.png`` (two or more grid axes), ``scatter.png``
       (random axes);
-    - ``runs/<key>.json``: each finished run (the cache that makes a restart resume).
+    - ``runs/<key>.json``: each finished run (the cache that makes a restart resume);
+    - ``sweep.toml``: a copy of the sweep file, when ``spec`` is a path.
 
     ``scheduler`` / ``workers`` choose where runs execute (see :func:`analogeq.sweep.execute.execute`).
     Energy is in J and latency in s per training step; accuracies are fractions.
     """
+    source = None if isinstance(spec, SweepSpec) else Path(spec)
     spec = load_spec(spec)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if source is not None and source.resolve() != (out / "sweep.toml").resolve():
+        shutil.copyfile(source, out / "sweep.toml")
     outcome = execute(spec, out, scheduler=scheduler, workers=workers, progress=progress, log=log)
     points = aggregate(outcome.rows, spec.axes)
     files = [write_csv(outcome.rows, out / "results.csv"),
@@ -75,10 +79,3 @@ def _spec_record(spec: SweepSpec) -> dict:
             "samples": spec.samples, "random_seed": spec.random_seed, "seeds": list(spec.seeds),
             "chips": list(spec.chips), "metrics": list(spec.metrics),
             "timing_columns": list(TIMING_FIELDS)}
-
-
-def copy_spec(path: str | Path, out_dir: str | Path) -> None:
-    """Keep the sweep file beside its results."""
-    src, dst = Path(path), Path(out_dir) / "sweep.toml"
-    if src.resolve() != dst.resolve():
-        shutil.copyfile(src, dst)
