@@ -2,14 +2,16 @@
 source.
 
 A preset file has ``name``, ``description``, ``model`` (a class of
-:mod:`analogeq.devices.pulsed`), a ``[params]`` table (the model's fields, weight units), an
-optional ``[inference]`` table (:class:`analogeq.devices.inference.PCMInference` fields) and a
-``[sources]`` table naming where each number comes from. Adding a device is adding a file.
+:mod:`analogeq.devices.pulsed`, or ``"module:Class"`` for one outside the package), a
+``[params]`` table (the model's fields, weight units), an optional ``[inference]`` table
+(:class:`analogeq.devices.inference.PCMInference` fields) and a ``[sources]`` table naming where
+each number comes from. Adding a device is adding a file.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,10 +48,9 @@ class DevicePreset:
             raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: name, description, "
                              "model, params, inference, sources")
         model = d.get("model")
-        if model not in MODELS:
-            raise ValueError(f"{where}: model {model!r} unknown; choose one of {sorted(MODELS)}")
+        model_cls = device_class(model, where)
         params = dict(d.get("params", {}))
-        allowed = {f.name for f in dataclasses.fields(MODELS[model])}
+        allowed = {f.name for f in dataclasses.fields(model_cls)}
         bad = sorted(set(params) - allowed)
         if bad:
             raise ValueError(f"{where}: {model} has no parameter(s) {bad}; allowed: {sorted(allowed)}")
@@ -66,8 +67,29 @@ class DevicePreset:
         if missing:
             raise ValueError(f"{where}: every number needs a source; [sources] lacks {missing}")
         return cls(name=d.get("name", path.stem), description=d.get("description", ""),
-                   device=MODELS[model](**params), params=params, sources=sources,
+                   device=model_cls(**params), params=params, sources=sources,
                    inference=inference)
+
+
+def device_class(model: str, where: str = "device preset") -> type:
+    """The device class a preset's ``model`` names: a key of :data:`MODELS`, or
+    ``"module:Class"``, an :class:`~analogeq.devices.pulsed.AbstractDevice` subclass in any
+    importable module (a device model outside the package, see docs/extending.md)."""
+    if isinstance(model, str) and ":" in model:
+        module, _, name = model.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError) as e:
+            raise ValueError(f"{where}: model {model!r} cannot be loaded ({e}); 'module:Class' needs "
+                             "the module on sys.path (or PYTHONPATH)") from None
+        if not (isinstance(cls, type) and issubclass(cls, pulsed.AbstractDevice)):
+            raise ValueError(f"{where}: model {model!r} is not a subclass of "
+                             "analogeq.devices.pulsed.AbstractDevice")
+        return cls
+    if model not in MODELS:
+        raise ValueError(f"{where}: model {model!r} unknown; choose one of {sorted(MODELS)} "
+                         "or 'module:Class'")
+    return MODELS[model]
 
 
 def available_devices() -> list[str]:
