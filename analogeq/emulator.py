@@ -36,28 +36,43 @@ def residual(s: Array, f: Array) -> Array:
 
 
 def check_finite(result: RelaxResult, what: str) -> RelaxResult:
-    """Raise (inside jit too) when a relaxation produced NaN or inf."""
+    """Flag a relaxation that produced NaN or inf: its residual becomes ``+inf`` and it is not
+    converged, so gating leaves it out and the training loop reports the run as diverged
+    (:func:`analogeq.training.fit`). ``what`` names the phase for readers of the code only:
+    nothing is raised inside jit, because a host callback (``eqx.error_if``) turns a divergence
+    into a crash and keeps the compiled step out of JAX's persistent compilation cache."""
+    del what
     ok = jnp.all(jnp.isfinite(result.state))
-    state = eqx.error_if(
-        result.state,
-        ~ok,
-        f"{what}: the relaxation produced a non-finite state (NaN/inf); lower the step size "
-        "eps, the weights' scale or the nudge beta",
-    )
-    return eqx.tree_at(lambda r: r.state, result, state)
+    return eqx.tree_at(lambda r: (r.residual, r.converged), result,
+                       (jnp.where(ok, result.residual, jnp.inf), result.converged & ok))
 
 
 class AbstractRelaxation(eqx.Module):
-    """How a realization settles a field: the free phase and the nudged phase."""
+    """How a realization settles a field: the free phase and the nudged phase.
+
+    Both phases receive a structured term (:class:`analogeq.ep.term.FreeTerm`,
+    :class:`analogeq.ep.term.NudgedTerm`): ``term(s)`` is the field, and the term's fields
+    (model, input, cost, target, nudges, correction, held free state, noise) say what it is
+    built from, for a relaxation that builds its own circuit rather than calling the field.
+    """
 
     @abc.abstractmethod
-    def free(self, field: Callable[[Array], Array], s0: Array, key=None, noise=None) -> RelaxResult:
-        """Settle ``ds/dt = field(s)`` from ``s0`` (the free phase). ``noise`` (state units per
-        ``sqrt(tau)``, broadcast to ``s0``) adds white noise driven by ``key``."""
+    def free(self, term, s0: Array, key=None) -> RelaxResult:
+        """Settle ``ds/dt = term(s)`` from ``s0`` (the free phase). ``term.noise`` (state units
+        per ``sqrt(tau)``, broadcast to ``s0``; ``None``: noiseless) adds white noise driven by
+        ``key``."""
 
     @abc.abstractmethod
-    def nudged(self, field: Callable[[Array], Array], s0: Array, key=None, noise=None) -> RelaxResult:
-        """Settle a nudged field from the free equilibrium ``s0`` (noise as in :meth:`free`)."""
+    def nudged(self, term, s0: Array, key=None) -> RelaxResult:
+        """Settle the nudged phases ``ds/dt = term(s)`` on the stacked state ``s0``
+        (``(K, *shape)``, every phase starting from the held free state; noise as in
+        :meth:`free`)."""
+
+    def batched(self, fn: Callable) -> Callable:
+        """``fn`` mapped over the leading (sample) axis of its arguments: ``jax.vmap`` for a
+        relaxation written in JAX. A relaxation that runs outside JAX (a circuit simulator)
+        overrides it with a loop on the host; estimators map every per-sample phase with it."""
+        return jax.vmap(fn)
 
     def read(self, state: Array) -> Array:
         """What the learning rule sees of a settled state (an ADC on a chip; exact here)."""
@@ -69,7 +84,8 @@ class AbstractRelaxation(eqx.Module):
 
 
 def euler(field, s0: Array, eps: float, max_steps: int, tol: float, stop_at_tol: bool) -> RelaxResult:
-    """Explicit Euler for at most ``max_steps`` steps, optionally stopping at ``tol``."""
+    """Explicit Euler on ``field`` (a term, or any ``s -> F(s)``) for at most ``max_steps``
+    steps, optionally stopping at ``tol``."""
     f0 = field(s0)
 
     def cond(carry):
@@ -89,8 +105,17 @@ def euler(field, s0: Array, eps: float, max_steps: int, tol: float, stop_at_tol:
     return RelaxResult(state=s, steps=k, residual=r, converged=r <= tol, time=eps * k)
 
 
-def _noiseless(noise):
-    if noise is not None:
+def term_noise(term):
+    """``term.noise``, or a ``TypeError`` that names the fix when ``term`` is a bare callable."""
+    try:
+        return term.noise
+    except AttributeError:
+        raise TypeError(f"a relaxation takes a term, e.g. analogeq.ep.FreeTerm(model, x) or "
+                        f"NudgedTerm(...), not a bare field; got {type(term).__name__}") from None
+
+
+def _noiseless(term):
+    if term_noise(term) is not None:
         raise ValueError("the digital emulator is noiseless; relax a noisy chip with "
                          "analogeq.hardware.ChipRelaxation")
 
@@ -122,12 +147,12 @@ class EulerRelaxation(AbstractRelaxation):
         if not self.tol > 0:
             raise ValueError(f"tol must be > 0; got {self.tol}")
 
-    def free(self, field, s0, key=None, noise=None):
-        _noiseless(noise)
-        r = euler(field, s0, self.eps, self.T1, self.tol, self.stop_at_tol)
+    def free(self, term, s0, key=None):
+        _noiseless(term)
+        r = euler(term, s0, self.eps, self.T1, self.tol, self.stop_at_tol)
         return check_finite(r, "free phase")
 
-    def nudged(self, field, s0, key=None, noise=None):
-        _noiseless(noise)
-        r = euler(field, s0, self.eps, self.T2, self.tol, self.stop_at_tol)
+    def nudged(self, term, s0, key=None):
+        _noiseless(term)
+        r = euler(term, s0, self.eps, self.T2, self.tol, self.stop_at_tol)
         return check_finite(r, "nudged phase")

@@ -53,7 +53,7 @@ def ideal(block):
 
 def digital_fixed_point(block, x):
     relax = aq.EulerRelaxation(eps=0.25, T1=4000, T2=10, tol=1e-13, stop_at_tol=True)
-    r = relax.free(eqx.Partial(block.force, x=x), block.init_state(x))
+    r = relax.free(aq.ep.FreeTerm(block, x), block.init_state(x))
     assert float(r.residual) <= 1e-13
     return r.state
 
@@ -82,7 +82,7 @@ def test_ideal_fixed_point_equals_digital(block, ideal, seqs):
     chip = realize_transformer(block, cfg, jax.random.PRNGKey(7))
     errs = []
     for x in seqs:
-        r = relax.free(eqx.Partial(chip.force, x=x), chip.init_state(x))
+        r = relax.free(aq.ep.FreeTerm(chip, x), chip.init_state(x))
         assert bool(r.converged)
         errs.append(rel(r.state, digital_fixed_point(block, x)))
     print("ideal analog vs digital fixed point, relative:", errs)
@@ -241,8 +241,8 @@ def test_cli_diagnose_analog_on_a_trained_run_and_noisy_chip_settles(tmp_path, c
     chip = realize_transformer(block, ChipConfig.preset("realistic"), jax.random.PRNGKey(1), circuits=CIRCUITS)
     x = jax.random.randint(jax.random.PRNGKey(1), (T,), 0, V)
     relax = ChipRelaxation(chip.config)
-    r = relax.free(eqx.Partial(chip.sample_phase(jax.random.PRNGKey(2)).force, x=x), chip.init_state(x),
-                   key=jax.random.PRNGKey(3), noise=chip.noise())
+    r = relax.free(aq.ep.FreeTerm(chip.sample_phase(jax.random.PRNGKey(2)), x, chip.noise()), chip.init_state(x),
+                   key=jax.random.PRNGKey(3))
     assert r.state.shape == (2, T, D) and bool(jnp.all(jnp.isfinite(r.state)))
     quiet = analog_fixed_point(realize_transformer(block, CHIP, jax.random.PRNGKey(1), circuits=CIRCUITS), x)
     # DAC (8 bit, +-1 V) clips x_in, so compare the noisy settle with the same chip without noise

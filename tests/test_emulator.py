@@ -1,4 +1,3 @@
-from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +20,7 @@ def test_fixed_point_matches_independent_root_solve(leaky, batch, tight):
 
 def test_stop_at_tol_reports_steps_and_residual(leaky, batch):
     x = batch[0][0]
-    r = aq.EulerRelaxation(eps=0.5, T1=2000, tol=1e-8, stop_at_tol=True).free(partial(leaky.force, x=x), jnp.zeros(17))
+    r = aq.EulerRelaxation(eps=0.5, T1=2000, tol=1e-8, stop_at_tol=True).free(aq.ep.FreeTerm(leaky, x), jnp.zeros(17))
     assert bool(r.converged) and 0 < int(r.steps) < 2000
     assert float(r.residual) <= 1e-8
     np.testing.assert_allclose(r.residual, aq.residual(r.state, leaky.force(r.state, x)))
@@ -29,7 +28,7 @@ def test_stop_at_tol_reports_steps_and_residual(leaky, batch):
 
 def test_fixed_step_count_runs_exactly_T1(leaky, batch):
     x = batch[0][0]
-    r = aq.EulerRelaxation(eps=0.5, T1=7, tol=1e-3).free(partial(leaky.force, x=x), jnp.zeros(17))
+    r = aq.EulerRelaxation(eps=0.5, T1=7, tol=1e-3).free(aq.ep.FreeTerm(leaky, x), jnp.zeros(17))
     assert int(r.steps) == 7
     s = jnp.zeros(17)
     for _ in range(7):

@@ -79,7 +79,7 @@ def test_64x64_tile_settle_equals_hand_calculation(tile64):
     conversions and latency written out from the parameters."""
     chip, x = tile64
     relax = ChipRelaxation(HAND)
-    res = relax.free(lambda s: chip.force(s, x), chip.init_state(x))
+    res = relax.free(aq.ep.FreeTerm(chip, x), chip.init_state(x))
     T = res.time * chip.tau
     assert float(T) == pytest.approx(3e-7, rel=1e-12)  # the fixed settle window
     got = settle_breakdown(chip, x, res.state, T)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import abc
-from functools import partial
 
 import equinox as eqx
 import jax
@@ -12,6 +11,7 @@ from jaxtyping import Array
 
 from analogeq.emulator import AbstractRelaxation, RelaxResult
 from analogeq.ep.gradients import force_gradient
+from analogeq.ep.term import FreeTerm
 
 
 class Estimate(eqx.Module):
@@ -65,9 +65,9 @@ def free_phase(model, relaxation: AbstractRelaxation, xs: Array, key=None) -> Re
 
     def one(x, k):
         m, k_noise = phase(model, k)
-        return relaxation.free(partial(m.force, x=x), m.init_state(x), key=k_noise, noise=m.noise())
+        return relaxation.free(FreeTerm(m, x, m.noise()), m.init_state(x), key=k_noise)
 
-    return jax.vmap(one)(xs, sample_keys(key, xs.shape[0]))
+    return relaxation.batched(one)(xs, sample_keys(key, xs.shape[0]))
 
 
 class AbstractEstimator(eqx.Module):
@@ -95,7 +95,7 @@ class AbstractForceFormEstimator(AbstractEstimator):
     def estimate(self, model, cost, relaxation, xs, targets, *, gate: bool = True, key=None) -> Estimate:
         k_free, k_nudged = (None, None) if key is None else jax.random.split(key)
         free = free_phase(model, relaxation, xs, k_free)
-        a, nres = jax.vmap(
+        a, nres = relaxation.batched(
             lambda x, t, s, k: self.contrast(model, cost, relaxation, x, t, s, k)
         )(xs, targets, free.state, sample_keys(k_nudged, xs.shape[0]))
         used = free.converged if gate else jnp.ones_like(free.converged)

@@ -1,6 +1,6 @@
 """Equilibrium Propagation estimators built from free and nudged phases.
 
-Nudged dynamics for nudge ``beta_k`` (DESIGN.md section 2):
+Nudged dynamics for nudge ``beta_k`` (the :class:`~analogeq.ep.term.NudgedTerm`):
 ``ds/dt = F(s) - beta_k dC/ds [- 2 A (s - s*)]`` with ``A = (J - J^T)/2`` taken at ``s*``
 (AsymEP) or, with common-mode tracking, at the mean of the nudged states. All nudged phases
 are relaxed together as one stacked state, so tracking can see the common mode.
@@ -22,10 +22,9 @@ import jax.numpy as jnp
 from analogeq.costs import cost_grad_s
 from analogeq.emulator import RelaxResult
 from analogeq.ep.base import AbstractForceFormEstimator, phase
-from analogeq.ep.linear import antisymmetric_product, jacobian_products
+from analogeq.ep.linear import jacobian_products
+from analogeq.ep.term import CORRECTIONS, NudgedTerm
 
-CORRECTIONS = ("none", "asym", "asym-tracking")
-"""Values of :attr:`EP.correction`: none, AsymEP at ``s*``, AsymEP at the nudged states' mean."""
 KINDS = ("one-sided", "centered", "holomorphic")
 """Values of :attr:`EP.kind`, i.e. the nudges: ``beta``; ``+-beta``; ``N`` complex ``beta_k``."""
 
@@ -33,35 +32,16 @@ KINDS = ("one-sided", "centered", "holomorphic")
 def nudged_phases(model, cost, relaxation, x, target, s_star, betas, correction="none", key=None) -> RelaxResult:
     """Relax every nudged phase from ``s*`` together; the result's state is ``(K, *shape)``.
 
+    The relaxation receives the phases as one :class:`~analogeq.ep.term.NudgedTerm`.
+
     Args:
         betas: the nudges ``beta_k`` (real or complex numbers).
         correction: one of :data:`CORRECTIONS`.
         key: draws the phase's read and relaxation noise (``None``: noiseless).
     """
     model, k_noise = phase(model, key)
-    complex_nudges = any(complex(b).imag != 0 for b in betas)
-    dtype = jnp.result_type(s_star.dtype, jnp.complex64) if complex_nudges else s_star.dtype
-    b = jnp.asarray(betas, dtype=dtype).reshape((-1,) + (1,) * s_star.ndim)
-    force = partial(model.force, x=x)
-    if correction == "asym":
-        jv, jtv = jacobian_products(force, s_star)
-
-    def two_a_times(stack):
-        v = stack - s_star
-        if correction == "asym":
-            return jax.vmap(lambda u: jv(u) - jtv(u))(v)
-        mean = jnp.mean(stack, axis=0)
-        mid = jnp.real(mean if len(betas) > 1 else (mean + s_star) / 2).astype(s_star.dtype)
-        return jax.vmap(lambda u: antisymmetric_product(force, mid, u))(v)
-
-    def field(stack):
-        out = jax.vmap(force)(stack) - b * jax.vmap(lambda s: cost_grad_s(model, cost, s, target))(stack)
-        if correction != "none":
-            out = out - two_a_times(stack)
-        return out
-
-    stacked0 = jnp.broadcast_to(s_star.astype(dtype), (len(betas),) + s_star.shape)
-    return relaxation.nudged(field, stacked0, key=k_noise, noise=model.noise())
+    term = NudgedTerm(model, x, cost, target, s_star, betas, correction, noise=model.noise())
+    return relaxation.nudged(term, term.initial_state(), key=k_noise)
 
 
 class EP(AbstractForceFormEstimator):

@@ -20,11 +20,23 @@ def complexify(apply: Callable[[Array], Array]) -> Callable[[Array], Array]:
     return f
 
 
+def linearization(field: Callable[[Array], Array], point: Array):
+    """``(jvp, transpose)``: ``J = dF/ds`` at ``point`` as two pytrees
+    (:class:`jax.tree_util.Partial`), ``jvp(v) = J v`` and ``transpose(v) = (J^T v,)``, for real
+    ``v``. Being pytrees they can be stored in an equinox module (a nudged term) and carried
+    through ``vmap``/``while_loop`` without linearizing again."""
+    _, jvp = jax.linearize(field, point)
+    return jvp, jax.linear_transpose(jvp, point)
+
+
+def products(jvp, transpose):
+    """``(v -> J v, v -> J^T v)`` on real or complex ``v`` from a :func:`linearization`."""
+    return complexify(jvp), complexify(lambda v: transpose(v)[0])
+
+
 def jacobian_products(field: Callable[[Array], Array], point: Array):
     """``(v -> J v, v -> J^T v)`` with ``J = dF/ds`` at ``point``, linearized once."""
-    _, jvp = jax.linearize(field, point)
-    transpose = jax.linear_transpose(jvp, point)
-    return complexify(jvp), complexify(lambda v: transpose(v)[0])
+    return products(*linearization(field, point))
 
 
 def antisymmetric_product(field: Callable[[Array], Array], point: Array, v: Array) -> Array:

@@ -19,7 +19,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from analogeq.emulator import AbstractRelaxation, EulerRelaxation, RelaxResult, check_finite, euler
+from analogeq.emulator import AbstractRelaxation, EulerRelaxation, RelaxResult, check_finite, euler, term_noise
 from analogeq.ep.base import AbstractEstimator, Estimate
 from analogeq.ep.estimators import EP, nudged_phases
 from analogeq.ep.references import BPTT
@@ -77,15 +77,15 @@ class _ChunkRecorder(AbstractRelaxation):
     chunk: int = eqx.field(static=True)
     n_chunks: int = eqx.field(static=True)
 
-    def free(self, field, s0, key=None, noise=None):
+    def free(self, term, s0, key=None):
         raise TypeError("_ChunkRecorder relaxes nudged phases only")
 
-    def nudged(self, field, s0, key=None, noise=None):
-        if noise is not None:
+    def nudged(self, term, s0, key=None):
+        if term_noise(term) is not None:
             raise ValueError("AdaptiveEP runs on the noiseless digital emulator only")
 
         def body(s, _):
-            r = euler(field, s, self.eps, self.chunk, 1.0, False)
+            r = euler(term, s, self.eps, self.chunk, 1.0, False)
             return r.state, (r.state, r.residual)
 
         _, (states, res) = jax.lax.scan(body, s0, None, length=self.n_chunks)
@@ -145,11 +145,11 @@ class RefinedEulerRelaxation(EulerRelaxation):
         if isinstance(self.refine_steps, bool) or not isinstance(self.refine_steps, int) or self.refine_steps < 0:
             raise ValueError(f"refine_steps must be an integer >= 0; got {self.refine_steps!r}")
 
-    def free(self, field, s0, key=None, noise=None):
-        r = super().free(field, s0, key=key, noise=noise)
+    def free(self, term, s0, key=None):
+        r = super().free(term, s0, key=key)
         if self.refine_steps == 0:
             return r
-        more = euler(field, r.state, self.eps, self.refine_steps, self.tol, True)
+        more = euler(term, r.state, self.eps, self.refine_steps, self.tol, True)
         out = RelaxResult(state=more.state, steps=r.steps + more.steps, residual=more.residual,
                           converged=more.converged, time=r.time + more.time)
         return check_finite(out, "free phase (refinement)")

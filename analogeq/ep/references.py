@@ -66,7 +66,7 @@ class EnergyEP(AbstractEstimator):
             raise TypeError(f"{type(model).__name__} has no energy; EnergyEP needs a conservative model")
         free = free_phase(model, relaxation, xs)
         betas = [self.beta, -self.beta]
-        nudged = jax.vmap(
+        nudged = relaxation.batched(
             lambda x, t, s: nudged_phases(model, cost, relaxation, x, t, s, betas)
         )(xs, targets, free.state)
         used = free.converged if gate else jnp.ones_like(free.converged)

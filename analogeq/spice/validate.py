@@ -18,6 +18,7 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
+from analogeq.ep.term import FreeTerm
 from analogeq.hardware.chip import Chip
 from analogeq.hardware.dynamics import ChipRelaxation
 from analogeq.spice.netlist import SpiceOptions, check_block, chip_netlist
@@ -138,7 +139,7 @@ class Validation:
 
 @eqx.filter_jit
 def _steady(relax, chip, x):
-    return relax.free(partial(chip.force, x=x), chip.init_state(x))
+    return relax.free(FreeTerm(chip, x), chip.init_state(x))
 
 
 @eqx.filter_jit

@@ -26,6 +26,7 @@ jax.config.update("jax_enable_x64", True)
 import analogeq as aq
 from analogeq.diagnostics import dense_jacobian, settle
 from analogeq.diagnostics.report import to_float64
+from analogeq.ep import FreeTerm
 from analogeq.hardware import ChipConfig
 from analogeq.hardware.transformer import CircuitConfig, realize_transformer
 from analogeq.models.transformer import EqTransformer
@@ -74,7 +75,7 @@ def main(run_dir=None):
         xs = jax.random.randint(jax.random.PRNGKey(1), (2, 6), 0, 5)
         what = "initialized block V=5 T=6 d=8 H=2 (key 0)"
     relax = aq.EulerRelaxation(eps=0.25, T1=20000, T2=10, tol=1e-13, stop_at_tol=True)
-    zd = [relax.free(eqx.Partial(block.force, x=x), block.init_state(x)).state for x in xs]
+    zd = [relax.free(FreeTerm(block, x), block.init_state(x)).state for x in xs]
     rows = []
     t0 = time.time()
     for name, cfg, circ in CASES:

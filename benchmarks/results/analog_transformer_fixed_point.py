@@ -13,7 +13,6 @@ import json
 import time
 from pathlib import Path
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -21,6 +20,7 @@ import numpy as np
 jax.config.update("jax_enable_x64", True)
 
 import analogeq as aq
+from analogeq.ep import FreeTerm
 from analogeq.hardware import ChipConfig, ChipRelaxation
 from analogeq.hardware.transformer import realize_transformer
 from analogeq.models.transformer import EqTransformer
@@ -48,8 +48,8 @@ def main():
         block = EqTransformer(v, t, d, h, key=jax.random.PRNGKey(0), dtype=jnp.float64)
         chip = realize_transformer(block, cfg, jax.random.PRNGKey(7))
         x = jax.random.randint(jax.random.PRNGKey(1), (t,), 0, v)
-        fa = jax.jit(lambda c, x: chip_relax.free(eqx.Partial(c.force, x=x), c.init_state(x)))
-        fd = jax.jit(lambda b, x: euler.free(eqx.Partial(b.force, x=x), b.init_state(x)))
+        fa = jax.jit(lambda c, x: chip_relax.free(FreeTerm(c, x), c.init_state(x)))
+        fd = jax.jit(lambda b, x: euler.free(FreeTerm(b, x), b.init_state(x)))
         ra, ta = timed(fa, (chip, x))
         rd, td = timed(fd, (block, x))
         err = float(jnp.linalg.norm(ra.state - rd.state) / jnp.linalg.norm(rd.state))
