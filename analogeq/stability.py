@@ -1,5 +1,5 @@
-"""Stability controls of the equilibrium-transformer recipe (DESIGN.md section 2): pure functions
-plus the training step that applies them.
+"""Stability controls of the equilibrium-transformer recipe: pure functions plus the training step
+that applies them (the Jacobian penalty after Bai, Koltun & Kolter 2021, arXiv:2106.14342).
 
 As training makes attention expressive, a complex eigenvalue pair of the relaxation can cross
 into instability (a Hopf bifurcation): the free phase stops converging and EP breaks. The

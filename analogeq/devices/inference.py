@@ -1,6 +1,6 @@
 """Inference-time physics of programmed devices: PCM programming noise, power-law drift with a
 per-device exponent, 1/f read noise and global drift compensation (aihwkit's PCM inference
-model; equations and numbers in REFERENCES.md "Device presets").
+model, Nandakumar et al. 2019, calibrated on the 1M-device array of Joshi et al. 2020).
 
 Conductances here are normalized, ``gh = G / G_max`` of the array (dimensionless, in [0, 1]);
 the model's physical scale is ``g_max`` (25 uS for aihwkit's PCM), so a noise given in uS is

@@ -9,7 +9,7 @@ drawn once per chip by :meth:`AbstractDevice.sample`. Randomness is always an ex
 ``jax.random`` key; all functions are pure and work under ``jit`` / ``vmap`` in float32 or float64
 (the dtype follows the weights).
 
-aihwkit semantics (REFERENCES.md, "Pulsed device models"), per device, ``xi ~ N(0, 1)``, one draw
+aihwkit semantics (Rasch et al. 2021, arXiv:2104.02184), per device, ``xi ~ N(0, 1)``, one draw
 per quantity:
 
 - bounds ``b_max = |w_max (1 + w_max_dtod xi)|``, ``b_min = -|w_min (1 + w_min_dtod xi)|``;
@@ -144,7 +144,7 @@ class AbstractPulsedDevice(AbstractDevice):
     """aihwkit-style pulsed device: per-device bounds and step sizes, multiplicative
     cycle-to-cycle noise, hard clipping after every pulse.
 
-    Static parameters (aihwkit "PulsedDevice" generic defaults, REFERENCES.md):
+    Static parameters (aihwkit "PulsedDevice" generic defaults, Rasch et al. 2021):
 
     Attributes:
         dw_min: mean step size of one pulse at ``w = 0`` (weight units).
@@ -374,7 +374,8 @@ class ExponentialStep(AbstractPulsedDevice):
     """Exponential step (aihwkit ``ExpStepDevice``, CMOS-like).
 
     Up ``D+ max(1 - A_up e^{gamma_up z}, 0)``, down ``D- max(1 - A_down e^{-gamma_down z}, 0)``
-    with ``z = 2 a w / (b_max - b_min) + b``. Defaults are aihwkit's fit (REFERENCES.md).
+    with ``z = 2 a w / (b_max - b_min) + b``. Defaults are aihwkit's ``ExpStepDevice`` fit
+    (Rasch et al. 2021).
     """
 
     A_up: float = eqx.field(default=0.00081, static=True)
@@ -611,7 +612,7 @@ class NeuroSimDevice(AbstractDevice):
     ``[-1, 1]`` (the defaults here).
 
     Attributes:
-        g_min, g_max: conductance range (S); defaults 3.08 nS / 38.5 nS (REFERENCES.md).
+        g_min, g_max: conductance range (S); defaults 3.08 nS / 38.5 nS (MLP+NeuroSim V3.0, Chen et al. 2018).
         nl_ltp, nl_ltd: nonlinearity labels (dimensionless); defaults +2.40 / -4.88.
         p_max_ltp, p_max_ltd: number of pulses spanning the range (97 / 100).
         c2c_std: cycle-to-cycle std as a fraction of the range per sqrt(pulse) (0.035).

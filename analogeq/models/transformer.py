@@ -1,4 +1,4 @@
-"""The equilibrium transformer block ("thick" block of the research recipe, DESIGN.md section 3).
+"""The equilibrium transformer block: a pre-norm block (Vaswani et al. 2017) as a fixed-point field.
 
 One pre-norm transformer block turned into a vector field on the token states ``z`` (shape
 ``(T, d)`` per sequence)::

@@ -1,4 +1,4 @@
-"""SPICE export and validation of small chip blocks with ngspice (DESIGN.md section 5).
+"""SPICE export and validation of small chip blocks with ngspice (Ngspice User's Manual; PySpice).
 
 * :func:`chip_netlist` writes a realized :class:`analogeq.hardware.Chip` (its sampled
   conductances, offsets, gains, rails, amplifier pole) as a self-contained netlist built from
