@@ -292,7 +292,7 @@ class LinearStep(AbstractPulsedDevice):
 
     Up: ``D+ (1 - gamma_up w / w_ref_up)``, down: ``D- (1 - gamma_down w / w_ref_down)`` where the
     references are the mean bounds ``w_max`` / ``w_min`` (``mean_bound_reference=True``, the
-    aihwkit default and the REFERENCES table) or the device bounds ``b_max`` / ``b_min``.
+    aihwkit default, Rasch et al. 2021) or the device bounds ``b_max`` / ``b_min``.
     Per device ``gamma = |gamma + gamma_dtod xi|`` (aihwkit ``allow_increasing=False``).
     With ``mult_noise`` (default) the cycle-to-cycle factor multiplies the whole step; otherwise
     only the constant part ``D``. As in aihwkit the step is not clamped at zero.
