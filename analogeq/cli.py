@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import traceback
 from pathlib import Path
 
-from analogeq.config import FIELD_HELP, TrainConfig
+from analogeq import cli_types as T
+from analogeq.config import TrainConfig
 from analogeq.devices.cli import register as register_devices
 from analogeq.energy.cli import register as register_energy
 from analogeq.textgen import register as register_sample
@@ -16,18 +18,42 @@ from analogeq.spice.cli import register as register_spice
 from analogeq.sweep.cli import register as register_sweep
 
 
+# Flags whose values name a preset or a file: checked for kind (a directory is refused).
+_PATH_FIELDS = {"hardware": T.preset_or_file("chip"), "device": T.preset_or_file("device")}
+
+
+def _field_type(name: str, default):
+    """The argparse type of a :class:`TrainConfig` field's flag: finite floats, bounded
+    integers (seeds up to 2**32 - 1), preset names checked for kind. Ranges specific to a field
+    are TrainConfig's, checked when the configuration is built."""
+    if name in _PATH_FIELDS:
+        return _PATH_FIELDS[name]
+    if name.endswith("seed"):
+        return T.seed
+    if isinstance(default, float):
+        return T.number()
+    if isinstance(default, int):
+        return T.integer()
+    return str
+
+
 def _add_config_options(p: argparse.ArgumentParser) -> None:
-    """One ``--option`` per :class:`TrainConfig` field (they override ``--config``)."""
+    """One ``--option`` per :class:`TrainConfig` field (they override ``--config``), plus
+    ``--config`` and ``--dry-run``."""
+    p.add_argument("--config", type=T.in_file, help="TOML file with TrainConfig fields (or a [train] table)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check the options (and the chip and device they name), print the resolved "
+                   "configuration and stop")
     g = p.add_argument_group("training options (override --config; same names as TrainConfig)")
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
-        help_ = f"{FIELD_HELP[f.name]} (default: {f.default!r})"
+        help_ = f"{TrainConfig.spec(f.name).doc} (default: {f.default!r})"
         if isinstance(f.default, bool):
             g.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
         elif isinstance(f.default, tuple):
-            g.add_argument(flag, dest=f.name, type=int, nargs="+", default=None, metavar="N", help=help_)
+            g.add_argument(flag, dest=f.name, type=T.count, nargs="+", default=None, metavar="N", help=help_)
         else:
-            g.add_argument(flag, dest=f.name, type=type(f.default), default=None, help=help_)
+            g.add_argument(flag, dest=f.name, type=_field_type(f.name, f.default), default=None, help=help_)
 
 
 def config_from_args(args) -> TrainConfig:
@@ -38,12 +64,30 @@ def config_from_args(args) -> TrainConfig:
     return cfg.replace(**changes)
 
 
+def dry_run(cfg: TrainConfig, hardware: str = "") -> int:
+    """``--dry-run``: load the chip and device the configuration names (so their files are
+    checked too), print the resolved configuration as TOML, run nothing."""
+    hardware = hardware or cfg.hardware
+    if hardware:
+        from analogeq.assembly import load_hardware
+
+        load_hardware(hardware)
+    if cfg.device:
+        from analogeq.devices.presets import load_device
+
+        load_device(cfg.device)
+    print(cfg.to_toml(), end="")
+    return 0
+
+
 def cmd_train(args) -> int:
     from analogeq.plots import plot_learning_curves
     from analogeq.report import TRAIN_COLUMNS, format_table
-    from analogeq.training import train
+    from analogeq.assembly import train
 
     cfg = config_from_args(args)
+    if args.dry_run:
+        return dry_run(cfg)
     out = Path(args.out)
     result = train(cfg, out, resume=args.resume, progress=not args.no_progress, log=print)
     plot_learning_curves({result.summary["label"]: result.history}, out / "learning_curves.png")
@@ -57,6 +101,8 @@ def cmd_compare(args) -> int:
 
     cfg = config_from_args(args)
     hardware = cfg.hardware or "realistic"
+    if args.dry_run:
+        return dry_run(cfg, hardware)
     report = compare(cfg.replace(hardware=""), hardware, args.out, n_chips=args.n_chips,
                      train_steps=args.train_steps, progress=not args.no_progress)
     print(format_compare(report))
@@ -72,19 +118,20 @@ def cmd_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = T.ArgumentParser(
         prog="analogeq",
         description="Simulate analog in-memory hardware that learns on-chip with Equilibrium "
         "Propagation, beside the idealized digital emulator.",
     )
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, print the full traceback (default: one line)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train an equilibrium network (digital emulator or, with "
                        "--hardware, on a simulated chip)",
                        description="Train with EP/AsymEP or an exact reference; writes metrics.jsonl, "
                        "summary.json, learning_curves.png and a checkpoint into --out.")
-    p.add_argument("--config", type=Path, help="TOML file with TrainConfig fields (or a [train] table)")
-    p.add_argument("--out", default="runs/train", help="output directory (default: runs/train)")
+    p.add_argument("--out", type=T.out_dir, default="runs/train", help="output directory (default: runs/train)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_config_options(p)
@@ -96,18 +143,18 @@ def build_parser() -> argparse.ArgumentParser:
                        "instances and test accuracy over training of both realizations; writes "
                        "report.json and PNG plots into --out. The chip is --hardware (a preset from "
                        "device_models/ or a TOML file; default: realistic).")
-    p.add_argument("--n-chips", type=int, default=8, help="chip instances in the Monte Carlo (default 8)")
-    p.add_argument("--train-steps", type=int, default=None,
+    p.add_argument("--n-chips", type=T.integer(1, 4096), default=8,
+                   help="chip instances in the Monte Carlo (default 8)")
+    p.add_argument("--train-steps", type=T.integer(0), default=None,
                    help="training steps for both realizations (0: no training; default: --steps)")
-    p.add_argument("--config", type=Path, help="TOML file with TrainConfig fields")
-    p.add_argument("--out", default="runs/compare", help="output directory (default: runs/compare)")
+    p.add_argument("--out", type=T.out_dir, default="runs/compare", help="output directory (default: runs/compare)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     _add_config_options(p)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("demo", help="the main job: train on digits and print the comparison table")
-    p.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")
-    p.add_argument("--steps", type=int, default=None, help="training steps per run (default: config)")
+    p.add_argument("--out", type=T.out_dir, default="runs/demo", help="output directory (default: runs/demo)")
+    p.add_argument("--steps", type=T.count, default=None, help="training steps per run (default: config)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.set_defaults(func=cmd_demo)
 
@@ -121,13 +168,64 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command(args) -> str:
+    """``analogeq train``, ``analogeq devices show``, ...: the prefix of an error line."""
+    words = ["analogeq", args.command]
+    for sub in ("devices_command", "spice_command"):
+        if getattr(args, sub, None):
+            words.append(getattr(args, sub))
+    return " ".join(words)
+
+
+def one_line(e: BaseException) -> str:
+    """An exception as one line. A file-system error names the file; an
+    ``EquinoxRuntimeError`` keeps its message and drops the explanation equinox appends."""
+    if isinstance(e, OSError) and e.strerror:
+        text = f"{e.strerror}: {e.filename}" if e.filename else e.strerror
+    else:
+        text = str(e)
+        if type(e).__name__ == "EquinoxRuntimeError":
+            text = text.split("\n\n")[0].split("-------")[0]
+    return " ".join(text.split()) or type(e).__name__
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that report a problem with the user's input (configuration, files)."""
+    errors: list[type[BaseException]] = [ValueError, TypeError, OSError, KeyError]
+    try:
+        from analogeq.spice.runner import SpiceError
+
+        errors.append(SpiceError)
+    except ImportError:  # pragma: no cover - PySpice is a core dependency
+        pass
+    return tuple(errors)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the ``analogeq`` command line; returns the exit status. A bad input prints one line
+    ``analogeq COMMAND: error: ...`` to stderr and returns 2; an unexpected internal error
+    prints one line and returns 1 (``--debug`` prints the traceback); Ctrl-C returns 130."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # argparse: --help (0) or a bad flag (2, message already printed)
+        return e.code if isinstance(e.code, int) else 2
+    prefix = _command(args)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, TypeError) as e:
-        print(f"analogeq {args.command}: error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"{prefix}: interrupted", file=sys.stderr)
+        return 130
+    except _user_errors() as e:
+        if args.debug:
+            traceback.print_exc()
+        print(f"{prefix}: error: {one_line(e)}", file=sys.stderr)
         return 2
+    except Exception as e:  # noqa: BLE001 -- anything else is a bug: one line, traceback on request
+        if args.debug:
+            traceback.print_exc()
+        print(f"{prefix}: internal error: {type(e).__name__}: {one_line(e)}"
+              + ("" if args.debug else " (run 'analogeq --debug ...' for the traceback)"), file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ unpadded context.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -91,9 +90,13 @@ def register(subparsers) -> None:
                               "RUN_DIR (the --out directory of 'analogeq train --model eqtransformer "
                               "--task charlm'). Each character relaxes the free phase on the last "
                               "seq_len characters and draws from the softmax at the last position.")
-    p.add_argument("run_dir", type=Path, help="run directory with config.toml and checkpoint.eqx")
+    from analogeq import cli_types as T
+
+    p.add_argument("run_dir", type=T.in_dir, help="run directory with config.toml and checkpoint.eqx")
     p.add_argument("--prompt", default="\n", help="text to continue (characters of the training text)")
-    p.add_argument("--n", type=int, default=200, help="characters to generate (default 200)")
-    p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature (default 1.0)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
+    p.add_argument("--n", type=T.integer(1, 100_000), default=200, help="characters to generate, 1..100000 (default 200)")
+    # Softmax of logits / temperature: below ~1e-3 it is argmax (and overflows), above ~1e3 uniform.
+    p.add_argument("--temperature", type=T.number(1e-3, 1e3), default=1.0,
+                   help="softmax temperature in [0.001, 1000] (default 1.0)")
+    p.add_argument("--seed", type=T.seed, default=0, help="seed of the draws (default 0)")
     p.set_defaults(func=cmd_sample)

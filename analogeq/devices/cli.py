@@ -7,6 +7,8 @@ import csv
 import json
 from pathlib import Path
 
+from analogeq import cli_types as T
+
 
 def _columns(*keys):
     return [(k, k, "") for k in keys]
@@ -60,7 +62,7 @@ def cmd_drift(args) -> int:
 
     from analogeq.devices.presets import load_device
     from analogeq.hardware.drift import accuracy_over_time
-    from analogeq.hardware.run import load_hardware
+    from analogeq.assembly import load_hardware
     from analogeq.plots import save_figure
     from analogeq.report import format_table
     from analogeq.runs import load_run
@@ -115,10 +117,13 @@ def register(sub) -> None:
     q.set_defaults(func=cmd_list)
     q = dsub.add_parser("show", help="plot a preset's up/down pulse response over sampled devices "
                         "and print its parameters with sources")
-    q.add_argument("name", help="preset name (analogeq devices list) or a TOML file")
-    q.add_argument("--n-devices", type=int, default=64, help="devices sampled for the spread (default 64)")
-    q.add_argument("--seed", type=int, default=0, help="seed of the device sample (default 0)")
-    q.add_argument("--out", default="runs/devices", help="folder for NAME.png and NAME.json (default runs/devices)")
+    q.add_argument("name", type=T.preset_or_file("device"),
+                   help="preset name (analogeq devices list) or a TOML file")
+    q.add_argument("--n-devices", type=T.integer(1, 100_000), default=64,
+                   help="devices sampled for the spread, 1..100000 (default 64)")
+    q.add_argument("--seed", type=T.seed, default=0, help="seed of the device sample (default 0)")
+    q.add_argument("--out", type=T.out_dir, default="runs/devices",
+                   help="folder for NAME.png and NAME.json (default runs/devices)")
     q.set_defaults(func=cmd_show)
 
     p = sub.add_parser("drift", help="accuracy of a trained network programmed into PCM, at times "
@@ -126,14 +131,17 @@ def register(sub) -> None:
                        description="Loads RUN (an 'analogeq train' output folder), programs its "
                        "weights into the device's inference model on a chip and evaluates the test "
                        "set at each --times value [s]; writes drift.json, drift.csv, drift.png.")
-    p.add_argument("run", help="run directory written by 'analogeq train'")
-    p.add_argument("--device", default="pcm", help="device preset with an [inference] model (default pcm)")
-    p.add_argument("--hardware", default="", help="chip preset or TOML (default: the run's, else realistic)")
-    p.add_argument("--times", type=float, nargs="+", default=[1.0, 60.0, 3600.0, 86400.0, 2592000.0],
+    p.add_argument("run", type=T.in_dir, help="run directory written by 'analogeq train'")
+    p.add_argument("--device", type=T.preset_or_file("device"), default="pcm",
+                   help="device preset with an [inference] model (default pcm)")
+    p.add_argument("--hardware", type=T.preset_or_file("chip"), default="",
+                   help="chip preset or TOML (default: the run's, else realistic)")
+    p.add_argument("--times", type=T.number(0.0, 3.2e9, lo_open=True, unit="s (up to 100 years)"), nargs="+",
+                   default=[1.0, 60.0, 3600.0, 86400.0, 2592000.0],
                    help="seconds after programming (default 1 s, 1 min, 1 h, 1 day, 30 days)")
     p.add_argument("--no-compensation", action="store_true", help="no global drift compensation")
     p.add_argument("--compare", action="store_true", help="evaluate with and without compensation")
-    p.add_argument("--n-test", type=int, default=None, help="test samples (default: all)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the programming and read noise")
-    p.add_argument("--out", default="", help="output folder (default RUN/drift)")
+    p.add_argument("--n-test", type=T.count, default=None, help="test samples, >= 1 (default: all)")
+    p.add_argument("--seed", type=T.seed, default=0, help="seed of the programming and read noise")
+    p.add_argument("--out", type=T.out_dir, default=None, help="output folder (default RUN/drift)")
     p.set_defaults(func=cmd_drift)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from analogeq import cli_types as T
+
 
 def cmd_diagnose(args) -> int:
     """Run :func:`analogeq.diagnostics.report.diagnose_run` and print the verdict table."""
@@ -56,19 +58,21 @@ def register(subparsers) -> None:
         "compute the leading eigenvalues of M = I + eps J and of J at the fixed point, classify "
         "stable / Euler-artifact / continuous Hopf, check a long Euler relaxation at the run's eps "
         "and a continuous-time relaxation for limit cycles; writes diagnose.json and diagnose.png.")
-    p.add_argument("run_dir", help="run directory of 'analogeq train' (or its checkpoint.eqx)")
-    p.add_argument("--n-inputs", type=int, default=4, help="test inputs to diagnose (default 4)")
-    p.add_argument("--k", type=int, default=6, help="leading eigenvalues of each kind (default 6)")
+    p.add_argument("run_dir", type=T.in_dir, help="run directory of 'analogeq train' (or its checkpoint.eqx)")
+    p.add_argument("--n-inputs", type=T.integer(1, 4096), default=4, help="test inputs to diagnose, 1..4096 (default 4)")
+    p.add_argument("--k", type=T.integer(1, 1024), default=6,
+                   help="leading eigenvalues of each kind, 1..1024 (default 6)")
     p.add_argument("--method", choices=["auto", "arpack", "dense"], default="auto",
                    help="eigenvalue method (default auto: ARPACK, dense for tiny states)")
-    p.add_argument("--euler-steps", type=int, default=4000, help="Euler steps of the limit-cycle check")
-    p.add_argument("--t-max", type=float, default=400.0,
+    p.add_argument("--euler-steps", type=T.integer(1, 10_000_000), default=4000,
+                   help="Euler steps of the limit-cycle check, 1..1e7 (default 4000)")
+    p.add_argument("--t-max", type=T.number(0.0, 1e7, lo_open=True, unit="tau"), default=400.0,
                    help="continuous-time horizon of the limit-cycle check, units of tau (default 400)")
-    p.add_argument("--tol", type=float, default=None,
+    p.add_argument("--tol", type=T.number(0.0, 1.0, lo_open=True), default=None,
                    help="residual |F|/|s| counted as converged (default: the run's tol)")
-    p.add_argument("--seed", type=int, default=0, help="seed of projections and ARPACK start vector")
-    p.add_argument("--out", default=None, help="output directory (default: RUN_DIR)")
-    p.add_argument("--analog", default=None, metavar="HARDWARE",
+    p.add_argument("--seed", type=T.seed, default=0, help="seed of projections and ARPACK start vector")
+    p.add_argument("--out", type=T.out_dir, default=None, help="output directory (default: RUN_DIR)")
+    p.add_argument("--analog", type=T.preset_or_file("chip"), default=None, metavar="HARDWARE",
                    help="eqtransformer runs: realize the block as analog circuits on HARDWARE (a preset "
                    "such as 'ideal' or 'realistic', or a TOML file), relax it in continuous time and "
                    "report whether the Euler emulator's cycle at the run's eps exists there; writes "

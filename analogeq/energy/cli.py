@@ -1,17 +1,23 @@
 """``analogeq energy``: the energy and latency breakdown of a settle and of a training step on a
-chip (mirrors :func:`analogeq.energy.energy_report`)."""
+chip (mirrors :func:`analogeq.energy_report.energy_report`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from analogeq import cli_types as T
+
 
 def cmd_energy(args) -> int:
     from analogeq.cli import config_from_args
-    from analogeq.energy.report import energy_report, format_energy
+    from analogeq.energy_report import energy_report, format_energy
 
     args.hardware = args.hardware or "realistic"  # before validation: a --device needs a chip
     cfg = config_from_args(args)
+    if args.dry_run:
+        from analogeq.cli import dry_run
+
+        return dry_run(cfg)
     report = energy_report(cfg, cfg.hardware, args.out)
     print(format_energy(report))
     print(f"wrote {Path(args.out) / 'energy.json'}")
@@ -29,7 +35,6 @@ def register(sub) -> None:
                        "crossbar read, leak, DAC/ADC conversions and programming pulses [J]; "
                        "settling, conversion and programming time [s]. The costs per conversion "
                        "and per pulse are the chip's [energy] section. Writes energy.json into --out.")
-    p.add_argument("--config", type=Path, help="TOML file with TrainConfig fields")
-    p.add_argument("--out", default="runs/energy", help="output directory (default: runs/energy)")
+    p.add_argument("--out", type=T.out_dir, default="runs/energy", help="output directory (default: runs/energy)")
     _add_config_options(p)
     p.set_defaults(func=cmd_energy)

@@ -55,15 +55,15 @@ class SpiceOptions:
     """Circuit choices and ngspice accuracy settings of an exported netlist.
 
     Attributes:
-        reltol: ngspice relative tolerance (dimensionless). Default ``1e-7``.
+        reltol: ngspice relative tolerance (dimensionless, in (0, 0.1]). Default ``1e-7``.
         abstol: absolute current tolerance [A]. Default ``1e-15``.
         vntol: absolute voltage tolerance [V]. Default ``1e-10``.
         chgtol: charge tolerance [C]. Default ``1e-20``.
         trtol: transient truncation-error factor (ngspice default 7; smaller is tighter).
             Default ``1.0``.
         method: integration method, ``"trap"`` or ``"gear"``. Default ``"trap"``.
-        max_step: largest ``.tran`` step, in units of the neuron time constant ``tau``.
-            Default ``0.02``.
+        max_step: largest ``.tran`` step, in units of the neuron time constant ``tau``, in
+            ``[1e-4, 10]``. Default ``0.02``.
         opamp_gain: open-loop DC gain ``A0`` of the TIA op-amps (dimensionless, > 1); the
             feedback conductance is calibrated for it (module docstring). Default ``1e5``.
         opamp_rail: op-amp output rails ``+-opamp_rail`` [V]; the chip model has no TIA
@@ -87,20 +87,24 @@ class SpiceOptions:
     temperature: float = 27.0
 
     def __post_init__(self) -> None:
-        for name in ("reltol", "abstol", "vntol", "chgtol", "trtol", "max_step", "opamp_rail"):
+        # (low, high) per number; a low of 0 is exclusive. reltol above 0.1 is no accuracy at all;
+        # a max_step below 1e-4 tau makes a 20 tau transient 2e5+ steps (minutes in ngspice).
+        bounds = {"reltol": (0.0, 0.1), "abstol": (0.0, 1.0), "vntol": (0.0, 1.0), "chgtol": (0.0, 1.0),
+                  "trtol": (0.0, 100.0), "max_step": (1e-4, 10.0), "opamp_rail": (0.0, 1e4),
+                  "opamp_gain": (1.0, 1e12), "temperature": (-273.15, 1000.0)}
+        for name, (lo, hi) in bounds.items():
             v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise ValueError(f"SpiceOptions.{name} must be a finite number > 0; got {v!r}")
-        if not (math.isfinite(self.opamp_gain) and self.opamp_gain > 1):
-            raise ValueError(f"SpiceOptions.opamp_gain must be a finite number > 1 (open-loop DC "
-                             f"gain); got {self.opamp_gain!r}")
+            exclusive = lo in (0.0, 1.0, -273.15)
+            ok = (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                  and (v > lo if exclusive else v >= lo) and v <= hi)
+            if not ok:
+                raise ValueError(f"SpiceOptions.{name} must be a finite number in "
+                                 f"{'(' if exclusive else '['}{lo:g}, {hi:g}]; got {v!r}")
         if self.method not in METHODS:
             raise ValueError(f"SpiceOptions.method must be one of {METHODS}; got {self.method!r}")
         if self.nonlinearity not in NONLINEARITIES:
             raise ValueError(f"SpiceOptions.nonlinearity must be one of {NONLINEARITIES}; "
                              f"got {self.nonlinearity!r}")
-        if not (math.isfinite(self.temperature) and self.temperature > -273.15):
-            raise ValueError(f"SpiceOptions.temperature must be > -273.15 degC; got {self.temperature!r}")
 
     @property
     def vt(self) -> float:
@@ -180,23 +184,21 @@ def check_block(chip) -> Chip:
 
 
 def _columns(chip: Chip, x_volts: np.ndarray):
-    """Per neuron: list of ``(line, g_pos, g_neg)`` for every device pair on its column."""
+    """Per neuron: list of ``(line, g_pos, g_neg)`` for every device pair on its column: the
+    rows of its layer's forward, feedback and bias tiles (:meth:`Tile.row_pairs`), each column
+    wired to the line :meth:`Chip.tile_inputs` drives it with (DAC ``x<j>``, neuron output
+    ``u<k>``, bias line ``b``)."""
     sizes = chip.sizes
     starts = np.cumsum((0,) + sizes[1:])
     cols = []
     for l in range(len(sizes) - 1):
-        fwd = np.asarray(chip.forward[l].g_pos, np.float64), np.asarray(chip.forward[l].g_neg, np.float64)
-        bias = np.asarray(chip.biases[l].g_pos, np.float64), np.asarray(chip.biases[l].g_neg, np.float64)
         below = [f"x{j}" for j in range(sizes[0])] if l == 0 else [f"u{starts[l - 1] + j}" for j in range(sizes[l])]
-        above = [f"u{starts[l + 1] + j}" for j in range(sizes[l + 2])] if l + 2 < len(sizes) else []
-        fb = ((np.asarray(chip.feedback[l].g_pos, np.float64), np.asarray(chip.feedback[l].g_neg, np.float64))
-              if above else None)
-        for i in range(sizes[l + 1]):
-            pairs = [(line, fwd[0][i, j], fwd[1][i, j]) for j, line in enumerate(below)]
-            if fb is not None:
-                pairs += [(line, fb[0][i, j], fb[1][i, j]) for j, line in enumerate(above)]
-            pairs.append(("b", bias[0][i], bias[1][i]))
-            cols.append(pairs)
+        tiles = [(chip.forward[l], below)]
+        if l + 2 < len(sizes):
+            tiles.append((chip.feedback[l], [f"u{starts[l + 1] + j}" for j in range(sizes[l + 2])]))
+        tiles.append((chip.biases[l], ["b"]))
+        rows = [tile.row_pairs(lines) for tile, lines in tiles]
+        cols += [sum((r[i] for r in rows), []) for i in range(sizes[l + 1])]
     return cols
 
 

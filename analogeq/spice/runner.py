@@ -16,6 +16,7 @@ are serialized by a lock. PySpice 1.5 has known problems with newer ngspice, han
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes.util
 import glob
 import logging
@@ -60,6 +61,54 @@ class NgspiceNotFound(SpiceError):
 
 class SpiceConvergenceError(SpiceError):
     """ngspice did not converge (``.op`` Newton or ``.tran`` time step); names the netlist."""
+
+
+class SpiceTimeout(SpiceError):
+    """An ngspice run exceeded its wall-clock limit and was halted; names the netlist and the
+    limit."""
+
+
+MIN_TIMEOUT = 60.0
+"""Smallest default wall-clock limit of one ngspice run [s]."""
+
+SECONDS_PER_NODE_STEP = 2e-6
+"""Budget per node and ``.tran`` step for the default limit [s]: about 20x ngspice's measured
+cost on the 64-neuron block (a slow, shared machine must not trip it)."""
+
+_TRAN = re.compile(r"^\.tran\s+(\S+)\s+(\S+)(?:\s+(\S+)\s+(\S+))?", re.I | re.M)
+_DEFAULT_LIMIT: list[float | None] = [None]
+
+
+def default_timeout(netlist: Netlist) -> float:
+    """Wall-clock limit [s] of a run of ``netlist``: ``max(60 s, 2 us x nodes x .tran steps)``,
+    the steps being ``t_stop / max_step`` of its ``.tran`` line (the solver takes at least that
+    many); 60 s for a netlist without a transient."""
+    m = _TRAN.search(netlist.text)
+    if m is None:
+        return MIN_TIMEOUT
+    try:
+        t_stop = float(m.group(2))
+        t_max = float(m.group(4) or m.group(1))
+    except ValueError:
+        return MIN_TIMEOUT
+    steps = t_stop / t_max if t_max > 0 else 0.0
+    nodes = max(len(netlist.state_nodes), 1) * 4  # a neuron is about 4 nodes (RC, TIA, rows)
+    return max(MIN_TIMEOUT, SECONDS_PER_NODE_STEP * nodes * steps)
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None):
+    """Within the block, ngspice runs stop after ``seconds`` [s] of wall time (``None``: the
+    netlist's :func:`default_timeout`)."""
+    if seconds is not None and not (isinstance(seconds, (int, float)) and seconds > 0
+                                    and seconds < float("inf")):
+        raise ValueError(f"the ngspice time limit must be a finite number of seconds > 0; got {seconds!r}")
+    old = _DEFAULT_LIMIT[0]
+    _DEFAULT_LIMIT[0] = seconds
+    try:
+        yield
+    finally:
+        _DEFAULT_LIMIT[0] = old
 
 
 def find_libngspice() -> str | None:
@@ -155,8 +204,17 @@ def _shared_class():
                 out.append(f"error: ngSpice_Command({command!r}) returned {rc}")
             return out
 
+        @staticmethod
+        def _background_thread_running(is_exited, ngspice_id, user_data):
+            # ngspice calls this with false when its background thread starts, true when it ends
+            # (PySpice's own callback returns None, which cffi reports on every call).
+            self = ffi.from_handle(user_data)
+            self._bg_events.append(bool(is_exited))
+            return 0
+
         def __init__(self, *args, **kwargs):
             self._lines = []
+            self._bg_events = []
             super().__init__(*args, **kwargs)
 
     return _Shared, ffi
@@ -188,20 +246,27 @@ class Ngspice:
         self.runs = 0
         self.last_log: list[str] = []
 
-    def run(self, netlist: Netlist, path: str | os.PathLike | None = None) -> SpiceResult:
+    def run(self, netlist: Netlist, path: str | os.PathLike | None = None,
+            timeout: float | None = None) -> SpiceResult:
         """Write ``netlist`` to ``path``, run its analyses and return the node voltages [V].
 
         Without ``path`` the netlist goes to a per-process scratch file in the temp directory
         (overwritten by the next run, so repeated runs leave nothing behind); a netlist that fails
-        is then kept under a unique name. Raises :class:`SpiceConvergenceError` or
-        :class:`SpiceError` naming the netlist's path.
+        is then kept under a unique name. ``timeout`` is the wall-clock limit [s] of the analyses
+        (default: the enclosing :func:`time_limit`, else :func:`default_timeout`). Raises
+        :class:`SpiceConvergenceError`, :class:`SpiceTimeout` or :class:`SpiceError` naming the
+        netlist's path.
         """
+        if timeout is None:
+            timeout = _DEFAULT_LIMIT[0] if _DEFAULT_LIMIT[0] is not None else default_timeout(netlist)
+        if not (isinstance(timeout, (int, float)) and 0 < timeout < float("inf")):
+            raise ValueError(f"timeout must be a finite number of seconds > 0; got {timeout!r}")
         scratch = path is None
         if scratch:
             path = _scratch_path()
         path = netlist.write(path)
         try:
-            return self._run(netlist, path)
+            return self._run(netlist, path, float(timeout))
         except SpiceError as e:
             if not scratch:
                 raise
@@ -210,7 +275,36 @@ class Ngspice:
             os.replace(path, kept)
             raise type(e)(str(e).replace(str(path), kept)) from None
 
-    def _run(self, netlist: Netlist, path: Path) -> SpiceResult:
+    def _analyses(self, path: Path, timeout: float) -> list[str]:
+        """Run the loaded circuit's analyses in ngspice's background thread, polling it; past
+        ``timeout`` seconds halt it and raise :class:`SpiceTimeout`. Returns the output lines."""
+        ng = self._ng
+        ng._lines = []
+        n0 = len(ng._bg_events)
+        t0 = time.perf_counter()
+        rc = ng._ngspice_shared.ngSpice_Command(b"bg_run")
+        if rc:
+            return [c for _, c in ng._lines] + [f"error: ngSpice_Command('bg_run') returned {rc}"]
+
+        def ended() -> bool:  # the thread reports its end through the callback (polling
+            return True in ng._bg_events[n0:]  # ngSpice_running() races with its start)
+
+        delay = 0.0005
+        while not ended():
+            if time.perf_counter() - t0 > timeout:
+                ng._ngspice_shared.ngSpice_Command(b"bg_halt")
+                for _ in range(2000):  # the halt is honoured at the next time step
+                    if ended():
+                        break
+                    time.sleep(0.005)
+                raise SpiceTimeout(f"ngspice exceeded its time limit of {timeout:.4g} s on the netlist "
+                                   f"{path} and was stopped (a smaller transient, a larger max_step or "
+                                   "a larger --timeout / time_limit() helps)")
+            time.sleep(delay)
+            delay = min(2 * delay, 0.02)
+        return [c for _, c in ng._lines]
+
+    def _run(self, netlist: Netlist, path: Path, timeout: float) -> SpiceResult:
         with _LOCK:
             t0 = time.perf_counter()
             ng = self._ng
@@ -230,7 +324,7 @@ class Ngspice:
                 if rc or errors:
                     raise SpiceError(f"ngspice rejected the netlist {path}: "
                                      f"{'; '.join(errors[:3]) or f'ngSpice_Circ returned {rc}'}")
-                out = ng.command("run")
+                out = self._analyses(path, timeout)
                 stderr += [c for p, c in ng._lines if p == "stderr"]
                 log += out
                 errors = [ln for ln in out if _ERROR.search(ln) and not _BENIGN.match(ln)]
@@ -300,6 +394,8 @@ def available() -> bool:
     return True
 
 
-def run_netlist(netlist: Netlist, path: str | os.PathLike | None = None) -> SpiceResult:
-    """Run ``netlist`` in the process's ngspice session (see :meth:`Ngspice.run`)."""
-    return session().run(netlist, path)
+def run_netlist(netlist: Netlist, path: str | os.PathLike | None = None,
+                timeout: float | None = None) -> SpiceResult:
+    """Run ``netlist`` in the process's ngspice session with a wall-clock limit ``timeout`` [s]
+    (see :meth:`Ngspice.run`)."""
+    return session().run(netlist, path, timeout)
