@@ -4,7 +4,7 @@
 emulator, gradient cosines (analog EP vs digital EP vs the implicit adjoint of the digital model
 and of the chip), settle times in seconds; a Monte Carlo over independent chip instances (one
 vectorized call); the chip's energy and latency of a settle and of a training step
-(:func:`analogeq.energy.energy_report`); and, optionally, test accuracy over training of both
+(:func:`analogeq.energy_report.energy_report`); and, optionally, test accuracy over training of both
 realizations.
 """
 
@@ -19,13 +19,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from analogeq.config import TrainConfig
-from analogeq.energy import energy_line, energy_report
+from analogeq.energy_report import energy_line, energy_report
 from analogeq.ep import ImplicitAdjoint, free_phase, tree_cosine
 from analogeq.hardware.config import ChipConfig
 from analogeq.hardware.dynamics import ChipRelaxation
 from analogeq.hardware.realize import realize
-from analogeq.hardware.run import build_analog, load_hardware
-from analogeq.training import build_digital, train
+from analogeq.assembly import build_analog, build_digital, load_hardware, train
 
 
 def _rel_err(a, b):

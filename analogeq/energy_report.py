@@ -3,27 +3,21 @@ the run's first batch (``analogeq energy`` prints this; ``compare`` includes it)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
 
-import equinox as eqx
-import jax
 import jax.numpy as jnp
 
+from analogeq.assembly import build_analog
 from analogeq.config import TrainConfig
-from analogeq.energy.breakdown import (
-    COUNT_KEYS,
-    ENERGY_KEYS,
-    LABELS,
-    LATENCY_KEYS,
-    as_floats,
-    dominant,
-)
-from analogeq.energy.pulses import step_pulses
-from analogeq.energy.settle import mean_settle_breakdown
-from analogeq.energy.step import nudges, train_step_breakdown
+from analogeq.energy import StepEnergy, real_nudges
+from analogeq.energy.breakdown import COUNT_KEYS, ENERGY_KEYS, LABELS, LATENCY_KEYS, as_floats, dominant
 from analogeq.hardware.config import ChipConfig
+from analogeq.report import format_table
+from analogeq.streams import Streams
+from analogeq.training import make_train_step
 
 _PREFIXES = ((1e-3, "m"), (1e-6, "u"), (1e-9, "n"), (1e-12, "p"), (1e-15, "f"), (1e-18, "a"))
 
@@ -39,44 +33,36 @@ def si(value: float, unit: str) -> str:
     return f"{v:.3g} {unit}"
 
 
-@eqx.filter_jit
-def _first_step(estimator, cost, relaxation, updater, gate, chip, state, xb, yb, key):
-    # The same key split and update as analogeq.training.make_train_step.
-    k_est, k_write = jax.random.split(key)
-    est = estimator.estimate(chip, cost, relaxation, xb, yb, gate=gate, key=k_est)
-    new_chip, new_state = updater.update(chip, est.grads, state, k_write, estimate=est)
-    step = train_step_breakdown(chip, estimator, est, step_pulses(chip, new_chip, state, new_state))
-    return mean_settle_breakdown(chip, xb, est.free), step
-
-
 def energy_report(cfg: TrainConfig, hardware: str | ChipConfig | None = None,
                   out_dir: str | Path | None = None) -> dict:
     """Breakdowns of one inference settle (mean over the first batch's samples, output layer read)
     and of the first training step of ``cfg`` realized on ``hardware`` (default
     ``cfg.hardware``, else ``"realistic"``); ``analogeq energy`` calls this.
 
+    The step is the run's own compiled training step (:func:`analogeq.training.make_train_step`)
+    with the energy hook asking for the full breakdown.
+
     Returns ``{"hardware", "label", "batch_size", "sizes", "nudged_phases", "settle",
     "train_step", "dominant"}`` (breakdowns as in :mod:`analogeq.energy.breakdown`, plain floats); with
     ``out_dir`` also written to ``out_dir/energy.json``.
     """
-    from analogeq.hardware.run import build_analog
-
     spec = hardware or cfg.hardware or "realistic"
     parts = build_analog(cfg, spec)
+    betas = tuple(real_nudges(parts.estimator))
+    parts = dataclasses.replace(parts, hooks=(StepEnergy(betas, full=True),))
     chip, data = parts.model, parts.data
     idx = data.batch_indices(0, cfg.batch_size, cfg.seed)
-    key = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 1),
-                                                cfg.chip_seed), 0)
-    settle, step = _first_step(parts.estimator, parts.cost, parts.relaxation, parts.updater, cfg.gate,
-                               chip, parts.updater.init(chip),
-                               jnp.asarray(data.x_train[idx]), jnp.asarray(data.y_train[idx]), key)
-    settle, step = as_floats(settle), as_floats(step)
+    _, _, metrics = make_train_step(parts, cfg.gate)(
+        chip, parts.updater.init(chip), jnp.asarray(data.x_train[idx]), jnp.asarray(data.y_train[idx]),
+        Streams.of(cfg).step(0))
+    settle = as_floats({k[len("settle/"):]: v for k, v in metrics.items() if k.startswith("settle/")})
+    step = as_floats({k[len("step/"):]: v for k, v in metrics.items() if k.startswith("step/")})
     report = {
         "hardware": spec if isinstance(spec, str) else "custom",
         "label": parts.label,
         "batch_size": cfg.batch_size,
         "sizes": list(chip.sizes),
-        "nudged_phases": len(nudges(parts.estimator)),
+        "nudged_phases": len(betas),
         "settle": settle,
         "train_step": step,
         "dominant": {"settle_energy": dominant(settle), "train_step_energy": dominant(step),
@@ -93,8 +79,6 @@ def energy_report(cfg: TrainConfig, hardware: str | ChipConfig | None = None,
 def format_energy(report: dict) -> str:
     """The breakdown table printed by ``analogeq energy``: one row per component, columns for a
     settle and a training step."""
-    from analogeq.report import format_table
-
     s, t = report["settle"], report["train_step"]
     rows = []
     for keys, unit in ((ENERGY_KEYS, "J"), (LATENCY_KEYS, "s")):

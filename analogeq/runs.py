@@ -7,7 +7,8 @@ from pathlib import Path
 
 from analogeq.checkpoint import STATE, has_checkpoint, load_checkpoint
 from analogeq.config import TrainConfig
-from analogeq.training import RunParts, build_digital
+from analogeq.assembly import build_parts
+from analogeq.training import RunParts
 
 
 @dataclass(frozen=True)
@@ -42,11 +43,6 @@ def load_run(run_dir: str | Path) -> Run:
         raise FileNotFoundError(f"no checkpoint in {d} (expected checkpoint.eqx and checkpoint.json; "
                                 "'analogeq train' writes them every --checkpoint-every steps)")
     cfg = TrainConfig.from_toml(d / "config.toml")
-    if cfg.hardware:
-        from analogeq.hardware.run import build_analog
-
-        parts = build_analog(cfg, cfg.hardware)
-    else:
-        parts = build_digital(cfg)
+    parts = build_parts(cfg)
     (model, state), meta = load_checkpoint(d, (parts.model, parts.updater.init(parts.model)))
     return Run(config=cfg, parts=parts, model=model, state=state, meta=meta)

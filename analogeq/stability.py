@@ -26,6 +26,7 @@ controls, all optional:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import equinox as eqx
@@ -34,6 +35,7 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float
 
+from analogeq.ep.base import AbstractEstimator, Estimate
 from analogeq.ep.recipe import add_trees
 from analogeq.updaters import AbstractUpdater
 
@@ -60,21 +62,28 @@ def enabled(cfg) -> bool:
 
 
 class StabilizedUpdater(AbstractUpdater):
-    """Wraps an updater: its state is ``(inner_state, StabilityState)``; after the inner update
-    the capped matrices are clipped to ``weight_cap`` and the parameter EMA is advanced.
+    """Wraps an updater: its state is ``(inner_state, StabilityState)``. Before the inner update
+    the ``jacreg`` controller reads the step residual measured by :class:`Penalized` and adds
+    ``lambda`` times the Jacobian penalty's gradient; after it the capped matrices are clipped to
+    ``weight_cap`` and the parameter EMA is advanced.
 
     Because the controller state is part of the updater state, ``updater.init(model)`` is the
     template a checkpoint of a stabilized run is read into (see :func:`analogeq.training.train`).
 
     Attributes:
         inner: the wrapped updater (e.g. :class:`~analogeq.updaters.OptaxUpdater`).
-        jacreg: initial ``jacreg`` weight; ``jacreg_target``: initial residual EMA.
+        jacreg: initial ``jacreg`` weight (0: off); ``jacreg_target``: residual the controller
+            steers to (also the initial residual EMA); ``jacreg_floor``, ``jacreg_max``: clip
+            of ``lambda``; ``jacreg_ema``: EMA decay of the residual.
         weight_cap: Frobenius cap factor (0: off); ``ema``: EMA decay (0: off).
     """
 
     inner: AbstractUpdater
     jacreg: float = eqx.field(static=True, default=0.0)
     jacreg_target: float = eqx.field(static=True, default=1e-3)
+    jacreg_floor: float = eqx.field(static=True, default=0.1)
+    jacreg_max: float = eqx.field(static=True, default=10.0)
+    jacreg_ema: float = eqx.field(static=True, default=0.9)
     weight_cap: float = eqx.field(static=True, default=0.0)
     ema: float = eqx.field(static=True, default=0.0)
 
@@ -88,20 +97,72 @@ class StabilizedUpdater(AbstractUpdater):
 
     def update(self, model, grads, state, key, estimate=None):
         inner_state, st = state
+        lam, r_ema = st.jac_lambda, st.res_ema
+        if self.jacreg > 0:
+            res = estimate.metrics["step_residual"].astype(r_ema.dtype)
+            lam, r_ema = controller_update(lam, r_ema, res, target=self.jacreg_target,
+                                           floor=self.jacreg_floor, maximum=self.jacreg_max,
+                                           momentum=self.jacreg_ema)
+            grads = add_trees(grads, jax.tree_util.tree_map(lambda a: (lam * a).astype(a.dtype),
+                                                            estimate.penalties["jacreg"]))
         model, inner_state = self.inner.update(model, grads, inner_state, key, estimate=estimate)
         if self.weight_cap > 0:
             model = cap_weights(model, self.weight_cap)
-        if self.ema > 0:
-            st = eqx.tree_at(lambda s: s.ema_params, st, ema_update(st.ema_params, model, self.ema))
-        return model, (inner_state, st)
+        ema = ema_update(st.ema_params, model, self.ema) if self.ema > 0 else st.ema_params
+        return model, (inner_state, StabilityState(lam, r_ema, ema))
 
 
-def stabilized(updater: AbstractUpdater, cfg) -> AbstractUpdater:
-    """``updater`` wrapped in :class:`StabilizedUpdater` when ``cfg`` enables a control."""
-    if not enabled(cfg):
-        return updater
-    return StabilizedUpdater(updater, jacreg=cfg.jacreg, jacreg_target=cfg.jacreg_target,
-                             weight_cap=cfg.weight_cap, ema=cfg.ema)
+def controller_metrics(model, new_model, state, new_state, est) -> dict:
+    """Step hook: the ``jacreg`` controller's weight and residual EMA after the step."""
+    del model, new_model, state, est
+    st = new_state[1]
+    return {"jacreg_lambda": st.jac_lambda, "res_ema": st.res_ema}
+
+
+class Penalized(AbstractEstimator):
+    """Wraps an estimator and adds the stability penalties of the module docstring, measured at
+    the free states ``z`` as the realization reads them (held fixed).
+
+    The step residual ``mean_b |eps F(z_b)| / |z_b|`` goes to ``Estimate.metrics["step_residual"]``;
+    ``resreg`` adds its weighted gradient to the estimate's gradient (its weight depends on this
+    step only); ``jacreg`` leaves its unweighted gradient in ``Estimate.penalties["jacreg"]``
+    for :class:`StabilizedUpdater`, whose controller state sets the weight.
+
+    Attributes:
+        inner: the wrapped estimator.
+        eps: the emulator's Euler step (units of ``tau``) that scales the residual.
+        resreg, resreg_scale, resreg_deadband: the residual penalty's weight and schedule.
+        jacreg: whether to measure the Jacobian penalty.
+    """
+
+    inner: AbstractEstimator
+    eps: float = eqx.field(static=True, default=1.0)
+    resreg: float = eqx.field(static=True, default=0.0)
+    resreg_scale: float = eqx.field(static=True, default=2e-2)
+    resreg_deadband: float = eqx.field(static=True, default=0.0)
+    jacreg: bool = eqx.field(static=True, default=False)
+
+    def nudges(self):
+        return self.inner.nudges()
+
+    def estimate(self, model, cost, relaxation, xs, targets, *, gate: bool = True, key=None) -> Estimate:
+        if key is None:
+            raise ValueError("the stability penalties draw Hutchinson probes: pass a PRNG key")
+        k_inner, k_jac = jax.random.split(key)
+        est = self.inner.estimate(model, cost, relaxation, xs, targets, gate=gate, key=k_inner)
+        z = jax.lax.stop_gradient(relaxation.read(est.free.state))
+        res = jnp.mean(step_residual(model, xs, z, self.eps))
+        grads, metrics, penalties = est.grads, {**est.metrics, "step_residual": res}, dict(est.penalties)
+        if self.resreg > 0:
+            w = resreg_weight(res, self.resreg, self.resreg_scale, self.resreg_deadband)
+            pen, g = eqx.filter_value_and_grad(lambda m: residual_penalty(m, xs, z, self.eps))(model)
+            grads = add_trees(grads, jax.tree_util.tree_map(lambda a: (w * a).astype(a.dtype), g))
+            metrics.update(resreg_weight=w, resreg_penalty=pen)
+        if self.jacreg:
+            pen, g = eqx.filter_value_and_grad(lambda m: jacobian_penalty(m, xs, z, k_jac))(model)
+            penalties["jacreg"] = g
+            metrics["jacreg_penalty"] = pen
+        return dataclasses.replace(est, grads=grads, metrics=metrics, penalties=penalties)
 
 
 def step_residual(model, xs: Array, states: Array, eps: float) -> Float[Array, " B"]:
@@ -209,50 +270,3 @@ def scored_accuracy(y: Array, targets: Array) -> Array:
     scored = targets >= 0
     hit = (jnp.argmax(y, axis=-1) == targets) & scored
     return jnp.sum(hit) / jnp.maximum(jnp.sum(scored), 1)
-
-
-def make_stable_train_step(parts, cfg):
-    """A jit-compiled ``(model, (opt_state, StabilityState), x, y, key) -> (model, state, metrics)``:
-    the usual estimate-and-update step plus the controls of the module docstring
-    (``parts.updater`` must be a :class:`StabilizedUpdater`, see :func:`stabilized`)."""
-    if not isinstance(parts.updater, StabilizedUpdater):
-        raise TypeError("make_stable_train_step needs a StabilizedUpdater (analogeq.stability.stabilized)")
-    cost, relaxation, estimator, updater = parts.cost, parts.relaxation, parts.estimator, parts.updater
-    eps = float(getattr(relaxation, "eps", 1.0))
-
-    @eqx.filter_jit
-    def step(model, state, xb, yb, key):
-        opt_state, st = state
-        k_est, k_write, k_jac = jax.random.split(key, 3)
-        est = estimator.estimate(model, cost, relaxation, xb, yb, gate=cfg.gate, key=k_est)
-        z = jax.lax.stop_gradient(relaxation.read(est.free.state))
-        res = jnp.mean(step_residual(model, xb, z, eps))
-        grads = est.grads
-        metrics = {}
-        if cfg.resreg > 0:
-            w = resreg_weight(res, cfg.resreg, cfg.resreg_scale, cfg.resreg_deadband)
-            pen, g = eqx.filter_value_and_grad(lambda m: residual_penalty(m, xb, z, eps))(model)
-            grads = add_trees(grads, jax.tree_util.tree_map(lambda a: (w * a).astype(a.dtype), g))
-            metrics.update(resreg_weight=w, resreg_penalty=pen)
-        lam, r_ema = st.jac_lambda, st.res_ema
-        if cfg.jacreg > 0:
-            lam, r_ema = controller_update(lam, r_ema, res.astype(r_ema.dtype), target=cfg.jacreg_target, floor=cfg.jacreg_floor,
-                                           maximum=cfg.jacreg_max, momentum=cfg.jacreg_ema)
-            pen, g = eqx.filter_value_and_grad(lambda m: jacobian_penalty(m, xb, z, k_jac))(model)
-            grads = add_trees(grads, jax.tree_util.tree_map(lambda a: (lam * a).astype(a.dtype), g))
-            metrics.update(jacreg_lambda=lam, jacreg_penalty=pen, res_ema=r_ema)
-        st = StabilityState(lam, r_ema, st.ema_params)
-        new_model, state = updater.update(model, grads, (opt_state, st), k_write, estimate=est)
-        y = jax.vmap(model.readout)(est.free.state)
-        metrics.update({
-            "loss": jnp.mean(jax.vmap(cost)(y, yb)),
-            "train_acc": scored_accuracy(y, yb),
-            "free_residual_max": jnp.max(est.free.residual),
-            "step_residual": res,
-            "free_steps_mean": jnp.mean(est.free.steps.astype(jnp.float32)),
-            "unconverged": jnp.sum(~est.free.converged),
-            "nudged_residual_max": jnp.max(est.nudged_residual),
-        })
-        return new_model, state, metrics
-
-    return step

@@ -1,10 +1,12 @@
 """The one training loop: free phase -> nudged phases -> update, for any realization.
 
-A run is assembled from parts (:class:`RunParts`): a model (the field), a cost, a relaxation
-(how the realization settles), an estimator (how the gradient is formed) and an updater (how it
-is written). :func:`train` drives them with deterministic batches, JSONL metrics, a progress bar,
-periodic evaluation, a gradient probe against the implicit adjoint and checkpoints with exact
-resume.
+A run is assembled from parts (:class:`RunParts`, built by :mod:`analogeq.assembly`): a model
+(the field, or a chip realizing it), a cost, a relaxation (how the realization settles), an
+estimator (how the gradient is formed), an updater (how it is written), the data, and hooks that
+add metrics to a step (a chip's energy accounting). :func:`fit` drives them with deterministic
+batches, JSONL metrics, a progress bar, periodic evaluation, a gradient probe against the exact
+gradient and checkpoints with exact resume. This module imports no realization: whatever is
+specific to a chip arrives in the parts.
 """
 
 from __future__ import annotations
@@ -21,16 +23,16 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from analogeq import stability
 from analogeq.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from analogeq.config import TrainConfig
-from analogeq.costs import AbstractCost, make_cost
-from analogeq.data import Dataset, load_task
-from analogeq.emulator import AbstractRelaxation, EulerRelaxation
-from analogeq.ep import BPTT, EP, AbstractEstimator, EnergyEP, ImplicitAdjoint, compare_gradients, free_phase
-from analogeq.models import HopfieldNetwork, LeakyNetwork
-from analogeq import stability
-from analogeq.ep.recipe import AdaptiveEP, RefinedEulerRelaxation, WithReadoutGradient
-from analogeq.updaters import AbstractUpdater, OptaxUpdater, make_optimizer
+from analogeq.costs import AbstractCost
+from analogeq.data import Dataset
+from analogeq.emulator import AbstractRelaxation
+from analogeq.ep import AbstractEstimator, compare_gradients
+from analogeq.evaluation import evaluate
+from analogeq.streams import Streams
+from analogeq.updaters import AbstractUpdater
 
 # Fields that may change between a checkpoint and its resumption.
 RESUMABLE_CHANGES = {"steps", "eval_every", "probe_every", "checkpoint_every"}
@@ -38,7 +40,18 @@ RESUMABLE_CHANGES = {"steps", "eval_every", "probe_every", "checkpoint_every"}
 
 @dataclass(frozen=True)
 class RunParts:
-    """Everything the loop needs; build with :func:`build_digital` or an analog builder."""
+    """Everything the loop needs; :mod:`analogeq.assembly` builds them from a config.
+
+    Attributes:
+        model: the field (digital emulator) or the chip that realizes it.
+        cost, relaxation, estimator, updater: the four parts of a training step.
+        data: the data set.
+        label: the run's name in tables and progress bars.
+        hooks: callables ``(model, new_model, state, new_state, estimate) -> dict`` whose
+            scalars the compiled step adds to its metrics (e.g. a chip's energy per step).
+        probe: ``(estimator, exact)``: the run's gradient estimator without penalties and the
+            exact reference it is probed against (``None`` when the run is exact).
+    """
 
     model: eqx.Module
     cost: AbstractCost
@@ -47,93 +60,22 @@ class RunParts:
     updater: AbstractUpdater
     data: Dataset
     label: str = "digital"
-
-
-def dtype_of(cfg: TrainConfig):
-    if cfg.dtype == "float64":
-        jax.config.update("jax_enable_x64", True)
-        return jnp.float64
-    return jnp.float32
-
-
-def build_model(cfg: TrainConfig, data: Dataset, key):
-    """The model named by ``cfg.model`` sized for ``data``."""
-    if cfg.model == "eqtransformer":
-        from analogeq.models.transformer import EqTransformer
-
-        return EqTransformer(data.n_classes, data.n_features, cfg.d_model, cfg.n_heads, key=key,
-                             ffn_mult=cfg.ffn_mult, damping=cfg.damping, qk_norm=cfg.qk_norm,
-                             dtype=dtype_of(cfg))
-    sizes = (data.n_features, *cfg.hidden, data.n_classes)
-    if cfg.model == "leaky":
-        return LeakyNetwork(sizes, key=key, asymmetry=cfg.asymmetry, gain=cfg.gain, dtype=dtype_of(cfg))
-    return HopfieldNetwork(sizes, key=key, gain=cfg.gain, dtype=dtype_of(cfg))
-
-
-def build_estimator(cfg: TrainConfig) -> AbstractEstimator:
-    """The estimator named by ``cfg.estimator`` (for the eqtransformer wrapped so the readout's
-    direct gradient is included, see :class:`analogeq.ep.recipe.WithReadoutGradient`)."""
-    est = _named_estimator(cfg)
-    return WithReadoutGradient(est) if cfg.model == "eqtransformer" else est
-
-
-def _named_estimator(cfg: TrainConfig) -> AbstractEstimator:
-    if cfg.estimator == "ep" and cfg.t2_chunks > 1:
-        return AdaptiveEP(beta=cfg.beta, kind=cfg.ep_kind, n_points=cfg.n_points, correction=cfg.correction,
-                          chunks=cfg.t2_chunks)
-    if cfg.estimator == "ep":
-        return EP(beta=cfg.beta, kind=cfg.ep_kind, n_points=cfg.n_points, correction=cfg.correction)
-    if cfg.estimator == "implicit":
-        return ImplicitAdjoint()
-    if cfg.estimator == "bptt":
-        return BPTT()
-    return EnergyEP(beta=cfg.beta)
-
-
-def build_relaxation(cfg: TrainConfig) -> EulerRelaxation:
-    if cfg.refine_steps > 0:
-        return RefinedEulerRelaxation(eps=cfg.eps, T1=cfg.T1, T2=cfg.T2, tol=cfg.tol,
-                                      stop_at_tol=cfg.stop_at_tol, refine_steps=cfg.refine_steps)
-    return EulerRelaxation(eps=cfg.eps, T1=cfg.T1, T2=cfg.T2, tol=cfg.tol, stop_at_tol=cfg.stop_at_tol)
-
-
-def build_digital(cfg: TrainConfig, data: Dataset | None = None) -> RunParts:
-    """The idealized digital emulator run described by ``cfg``."""
-    data = data if data is not None else load_task(cfg.task, **task_options(cfg))
-    model = build_model(cfg, data, jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 0))
-    return RunParts(
-        model=model, cost=make_cost(cfg.cost), relaxation=build_relaxation(cfg),
-        estimator=build_estimator(cfg),
-        updater=stability.stabilized(OptaxUpdater(stability.build_optimizer(cfg)), cfg),
-        data=data, label="digital",
-    )
-
-
-def task_options(cfg: TrainConfig) -> dict:
-    """Keyword arguments of ``load_task`` for ``cfg.task`` (the sequence tasks' sizes)."""
-    if cfg.task == "parity":
-        return {"bits": cfg.bits}
-    if cfg.task == "charlm":
-        return {"text_path": cfg.text_path, "seq_len": cfg.seq_len}
-    return {}
+    hooks: tuple[Callable[..., dict], ...] = ()
+    probe: tuple[AbstractEstimator, AbstractEstimator] | None = None
 
 
 def make_train_step(parts: RunParts, gate: bool):
-    """A jit-compiled ``(model, state, x, y, key) -> (model, state, metrics)``.
-
-    On a chip the metrics also hold the step's estimated ``energy_J`` and ``latency_s``
-    (:func:`analogeq.energy.train_step_breakdown`)."""
-    from analogeq.energy import step_pulses, train_step_breakdown
-    from analogeq.hardware.chip import Chip
-
+    """The one jit-compiled training step ``(model, state, x, y, key) -> (model, state, metrics)``
+    of every realization: estimate, update, then the metrics of the step, of the estimator
+    (``Estimate.metrics``) and of each hook in ``parts.hooks``."""
     cost, relaxation, estimator, updater = parts.cost, parts.relaxation, parts.estimator, parts.updater
+    hooks = parts.hooks
 
     @eqx.filter_jit
     def step(model, state, xb, yb, key):
         k_est, k_write = jax.random.split(key)
         est = estimator.estimate(model, cost, relaxation, xb, yb, gate=gate, key=k_est)
-        old_state = state
-        new_model, state = updater.update(model, est.grads, state, k_write, estimate=est)
+        new_model, new_state = updater.update(model, est.grads, state, k_write, estimate=est)
         y = jax.vmap(model.readout)(est.free.state)
         metrics = {
             "loss": jnp.mean(jax.vmap(cost)(y, yb)),
@@ -142,51 +84,34 @@ def make_train_step(parts: RunParts, gate: bool):
             "free_steps_mean": jnp.mean(est.free.steps.astype(jnp.float32)),
             "unconverged": jnp.sum(~est.free.converged),
             "nudged_residual_max": jnp.max(est.nudged_residual),
+            **est.metrics,
         }
-        if isinstance(model, Chip):
-            cost_of_step = train_step_breakdown(model, estimator, est,
-                                                step_pulses(model, new_model, old_state, state))
-            metrics.update(energy_J=cost_of_step["energy_J"], latency_s=cost_of_step["latency_s"])
-        return new_model, state, metrics
+        for hook in hooks:
+            metrics.update(hook(model, new_model, state, new_state, est))
+        return new_model, new_state, metrics
 
     return step
 
 
-def evaluate(model, cost: AbstractCost, relaxation: AbstractRelaxation, xs, ys, key=None) -> dict:
-    """Free phase on a data set: accuracy, mean cost, how many samples did not converge and the
-    mean settle time (units of ``tau``). ``key`` drives the realization's noise."""
-    free = _eval_free(model, relaxation, jnp.asarray(xs), key)
-    y = jax.vmap(model.readout)(free.state)
-    ys = jnp.asarray(ys)
-    return {
-        "test_acc": float(stability.scored_accuracy(y, ys)),
-        "test_loss": float(jnp.mean(jax.vmap(cost)(y, ys))),
-        "test_unconverged": int(jnp.sum(~free.converged)),
-        "test_residual_max": float(jnp.max(free.residual)),
-        "settle_time_tau": float(jnp.mean(free.time)),
-    }
-
-
 @eqx.filter_jit
-def _eval_free(model, relaxation, xs, key):
-    return free_phase(model, relaxation, xs, key)
-
-
-@eqx.filter_jit
-def _probe(model, cost, relaxation, estimator, xs, ys, key):
+def _probe(model, cost, relaxation, estimator, exact, xs, ys, key):
     ours = estimator.estimate(model, cost, relaxation, xs, ys, gate=False, key=key)
-    exact_est = WithReadoutGradient(ImplicitAdjoint()) if isinstance(estimator, WithReadoutGradient) else ImplicitAdjoint()
-    exact = exact_est.estimate(model, cost, relaxation, xs, ys, gate=False, key=key)
-    return ours.grads, exact.grads
+    ref = exact.estimate(model, cost, relaxation, xs, ys, gate=False, key=key)
+    return ours.grads, ref.grads
 
 
-def gradient_probe(model, cost, relaxation, estimator, xs, ys, key=None) -> dict:
-    """Cosine and relative error of the run's gradient against the implicit adjoint of the
-    same field (the chip's own field on an analog run), on the same noise draw; on the Euler
-    emulator also against BPTT through the ``T1``-step unroll (``grad_cosine_bptt``)."""
+def gradient_probe(model, cost, relaxation, probe, xs, ys, key=None) -> dict:
+    """Cosine and relative error of the run's gradient against the exact gradient of the same
+    field (the chip's own field on an analog run), on the same noise draw; on the Euler
+    emulator also against BPTT through the ``T1``-step unroll (``grad_cosine_bptt``).
+
+    Args:
+        probe: ``(estimator, exact)`` as in :attr:`RunParts.probe`.
+    """
     from analogeq.diagnostics.probe import bptt_probe
 
-    g, ref = _probe(model, cost, relaxation, estimator, jnp.asarray(xs), jnp.asarray(ys), key)
+    estimator, exact = probe
+    g, ref = _probe(model, cost, relaxation, estimator, exact, jnp.asarray(xs), jnp.asarray(ys), key)
     overall = compare_gradients(g, ref)["overall"]
     return {"grad_cosine": overall["cosine"], "grad_rel_error": overall["rel_error"],
             **bptt_probe(g, model, cost, relaxation, xs, ys)}
@@ -231,37 +156,30 @@ def summarize(history: list[dict], label: str, seconds: float, steps_run: int) -
     }
 
 
-def train(
+def fit(
+    parts: RunParts,
     cfg: TrainConfig,
     out_dir: str | Path | None = None,
     *,
     resume: bool = False,
     progress: bool = True,
-    parts: RunParts | None = None,
     label: str | None = None,
     log: Callable[[str], None] | None = None,
 ) -> TrainResult:
-    """Train as ``cfg`` says; ``analogeq train`` calls this.
+    """The training loop: train ``parts`` as ``cfg`` says (:func:`analogeq.assembly.train`
+    builds the parts and calls this; ``analogeq train`` calls that).
 
     Args:
-        cfg: the run's configuration.
+        parts: the run's parts (:mod:`analogeq.assembly`).
+        cfg: the run's configuration (steps, batches, seeds, book-keeping).
         out_dir: where ``metrics.jsonl``, ``config.toml``, ``summary.json`` and the checkpoint go
             (nothing is written when ``None``).
         resume: continue from the checkpoint in ``out_dir`` (same configuration except
             :data:`RESUMABLE_CHANGES`); the continuation is bit-identical to an uninterrupted run.
         progress: show a progress bar.
-        parts: pre-built run parts; default :func:`build_digital`, or the chip of
-            ``cfg.hardware`` (:func:`analogeq.hardware.run.build_analog`).
         label: the run's name in the progress bar and summary (default ``parts.label``).
         log: where one-line messages go (default: nowhere).
     """
-    if parts is None:
-        if cfg.hardware:
-            from analogeq.hardware.run import build_analog
-
-            parts = build_analog(cfg, cfg.hardware)
-        else:
-            parts = build_digital(cfg)
     label = label or parts.label
     data, log = parts.data, log or (lambda msg: None)
     out = Path(out_dir) if out_dir is not None else None
@@ -280,11 +198,8 @@ def train(
         (out / "config.toml").write_text(cfg.to_toml())
         _write_jsonl(out / "metrics.jsonl", history)
 
-    step_fn = (stability.make_stable_train_step(parts, cfg) if isinstance(parts.updater, stability.StabilizedUpdater)
-               else make_train_step(parts, cfg.gate))
-    # Noise draws (read noise, thermal noise, stochastic writes) belong to the chip instance too,
-    # so two chips trained from the same seed see different noise.
-    base_key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 1), cfg.chip_seed)
+    step_fn = make_train_step(parts, cfg.gate)
+    streams = Streams.of(cfg)
     probe_n = min(64, len(data.y_train))
     probe_x, probe_y = data.x_train[:probe_n], data.y_train[:probe_n]
 
@@ -295,16 +210,14 @@ def train(
             with open(out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(rec) + "\n")
 
-    eval_key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 3), cfg.chip_seed)
+    eval_key = streams.eval
 
     def do_eval(k, m):
         m = stability.ema_model(m, state)  # the parameter EMA when the run keeps one
         rec = {"kind": "eval", "step": k,
                **evaluate(m, parts.cost, parts.relaxation, data.x_test, data.y_test, eval_key)}
-        exact_run = isinstance(getattr(parts.estimator, "inner", parts.estimator), ImplicitAdjoint)
-        if (parts.estimator is not None and not exact_run
-                and (k % cfg.probe_every == 0 or k == cfg.steps)):
-            rec.update(gradient_probe(m, parts.cost, parts.relaxation, parts.estimator, probe_x,
+        if parts.probe is not None and (k % cfg.probe_every == 0 or k == cfg.steps):
+            rec.update(gradient_probe(m, parts.cost, parts.relaxation, parts.probe, probe_x,
                                       probe_y, eval_key))
         record(rec)
         return rec
@@ -316,7 +229,7 @@ def train(
     for k in range(start, cfg.steps):
         idx = data.batch_indices(k, cfg.batch_size, cfg.seed)
         model, state, m = step_fn(model, state, jnp.asarray(data.x_train[idx]),
-                                  jnp.asarray(data.y_train[idx]), jax.random.fold_in(base_key, k))
+                                  jnp.asarray(data.y_train[idx]), streams.step(k))
         rec = {"kind": "train", "step": k + 1, **m}
         record(rec)
         if rec["unconverged"]:

@@ -31,8 +31,7 @@ from analogeq.compare import chip_metrics  # noqa: E402
 from analogeq.config import TrainConfig  # noqa: E402
 from analogeq.ep import ImplicitAdjoint, free_phase  # noqa: E402
 from analogeq.hardware import ChipConfig, ChipRelaxation  # noqa: E402
-from analogeq.hardware.run import build_analog  # noqa: E402
-from analogeq.training import build_digital, train  # noqa: E402
+from analogeq.assembly import build_analog, build_digital, train  # noqa: E402
 
 SWEEPS = {
     "crossbar.n_levels": [2, 4, 8, 16, 64, 256],

@@ -20,8 +20,7 @@ from pathlib import Path
 
 from analogeq.config import TrainConfig
 from analogeq.devices.presets import available_devices
-from analogeq.hardware.run import build_analog
-from analogeq.training import train
+from analogeq.assembly import build_analog, train
 
 ASYMMETRIC = ("reram-gong2018", "ecram-tang2018", "ag-asi-neurosim", "pcm")
 

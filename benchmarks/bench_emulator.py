@@ -55,7 +55,8 @@ import analogeq
 from analogeq import EulerRelaxation, LeakyNetwork
 from analogeq.config import TrainConfig
 from analogeq.data import Dataset, load_task
-from analogeq.training import build_digital, make_train_step
+from analogeq.assembly import build_digital
+from analogeq.training import make_train_step
 
 # ----------------------------------------------------------------------------- settings
 

@@ -48,7 +48,9 @@ sys.path.insert(0, str(ROOT))
 from analogeq import stability  # noqa: E402
 from analogeq.config import TrainConfig  # noqa: E402
 from analogeq.models.transformer import layer_norm  # noqa: E402
-from analogeq.training import build_digital, evaluate, make_train_step  # noqa: E402
+from analogeq.assembly import build_digital  # noqa: E402
+from analogeq.evaluation import evaluate  # noqa: E402
+from analogeq.training import make_train_step  # noqa: E402
 
 PARITY = dict(model="eqtransformer", task="parity", cost="token_cross_entropy", bits=8, d_model=32, n_heads=2,
               eps=0.25, T1=60, T2=12, beta=0.05, ep_kind="centered", correction="asym", lr=1e-3, batch_size=32,
@@ -70,8 +72,7 @@ def run_emulator(cfg: TrainConfig, eval_every: int, max_seconds: float, stop_acc
     time, or until validation accuracy >= ``stop_acc``); returns the curve and timings."""
     parts = build_digital(cfg)
     data = parts.data
-    stable = isinstance(parts.updater, stability.StabilizedUpdater)
-    step = stability.make_stable_train_step(parts, cfg) if stable else make_train_step(parts, cfg.gate)
+    step = make_train_step(parts, cfg.gate)
     model, state = parts.model, parts.updater.init(parts.model)
     key = jax.random.PRNGKey(cfg.seed + 1)
 

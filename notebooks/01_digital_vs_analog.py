@@ -57,8 +57,8 @@ from analogeq.compare import gradient_report
 from analogeq.config import TrainConfig
 from analogeq.data import load_digits
 from analogeq.hardware import ChipConfig, ChipRelaxation, realize
-from analogeq.hardware.run import build_analog
-from analogeq.training import evaluate, train
+from analogeq.assembly import build_analog, train
+from analogeq.evaluation import evaluate
 
 FAST = os.environ.get("ANALOGEQ_FAST", "0") == "1"
 OUT = Path(os.environ.get("ANALOGEQ_NOTEBOOK_OUT", "runs/notebooks")) / "01_digital_vs_analog"

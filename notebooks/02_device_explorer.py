@@ -57,7 +57,9 @@ from analogeq.devices.presets import available_devices, load_device
 from analogeq.devices.response import pulse_response
 from analogeq.hardware import ChipConfig, ChipRelaxation, realize
 from analogeq.hardware.pulsed import PulsedUpdater, attach_devices, device_hardware
-from analogeq.training import RunParts, build_model, evaluate, train
+from analogeq.assembly import build_model, train
+from analogeq.evaluation import evaluate
+from analogeq.training import RunParts
 
 FAST = os.environ.get("ANALOGEQ_FAST", "0") == "1"
 OUT = Path(os.environ.get("ANALOGEQ_NOTEBOOK_OUT", "runs/notebooks")) / "02_device_explorer"

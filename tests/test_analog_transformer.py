@@ -217,7 +217,7 @@ def test_cli_diagnose_analog_on_a_trained_run_and_noisy_chip_settles(tmp_path, c
 
     from analogeq.cli import main
     from analogeq.config import TrainConfig
-    from analogeq.training import train
+    from analogeq.assembly import train
 
     run = tmp_path / "run"
     cfg = TrainConfig(model="eqtransformer", task="parity", cost="token_cross_entropy", d_model=8,

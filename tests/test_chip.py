@@ -142,8 +142,7 @@ def test_chip_relaxation_errors(leaky, batch):
 
 def test_ideal_chip_trains_like_the_emulator():
     from analogeq.config import TrainConfig
-    from analogeq.hardware.run import build_analog
-    from analogeq.training import train
+    from analogeq.assembly import build_analog, train
 
     # SGD: Adam's per-parameter normalization would amplify the ODE-vs-Euler differences of
     # near-zero gradients.

@@ -41,7 +41,7 @@ def test_chip_training_via_cli_resumes_exactly(tmp_path):
     import jax
 
     from analogeq.checkpoint import load_checkpoint
-    from analogeq.hardware.run import build_analog
+    from analogeq.assembly import build_analog
 
     hw = tmp_path / "chip.toml"
     hw.write_text('[crossbar]\nn_levels = 32\nread_noise = 0.01\nd2d_bounds = 0.1\n'

@@ -28,7 +28,7 @@ from analogeq.diagnostics import (
 )
 from analogeq.hardware.config import ChipConfig
 from analogeq.hardware.realize import realize
-from analogeq.training import train
+from analogeq.assembly import train
 
 F64 = jnp.float64
 EPS = 0.5

@@ -29,7 +29,7 @@ from analogeq.energy import (
 )
 from analogeq.ep import Estimate
 from analogeq.hardware import ChipConfig, ChipRelaxation, ConfigError, Tile, realize
-from analogeq.training import train
+from analogeq.assembly import train
 
 F64 = jnp.float64
 

@@ -142,8 +142,7 @@ def test_rank_one_schemes_need_sgd_and_hardware():
 
 @pytest.mark.slow
 def test_pulsed_training_resumes_exactly(tmp_path):
-    from analogeq.hardware.run import build_analog
-    from analogeq.training import train
+    from analogeq.assembly import build_analog, train
 
     cfg = TrainConfig(hidden=(8,), steps=4, eval_every=2, checkpoint_every=2, probe_every=100,
                       hardware="ideal", device="ecram-tang2018", update="mixed", optimizer="sgd",

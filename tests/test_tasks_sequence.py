@@ -104,7 +104,7 @@ def test_cli_train_rebuild_and_sample(text_file, tmp_path, capsys):
     from analogeq.cli import main
     from analogeq.stability import StabilizedUpdater
     from analogeq.textgen import sample_text
-    from analogeq.training import build_digital
+    from analogeq.assembly import build_digital
 
     out = tmp_path / "run"
     assert main(_train_args(out, text_file) + ["--steps", "2", "--eval-every", "2", "--resreg", "0.2",
@@ -134,7 +134,7 @@ def test_cli_train_rebuild_and_sample(text_file, tmp_path, capsys):
 def test_cli_every_control_and_exact_resume(text_file, tmp_path):
     from analogeq.checkpoint import load_checkpoint
     from analogeq.cli import main
-    from analogeq.training import build_digital
+    from analogeq.assembly import build_digital
 
     extra = ["--eval-every", "3", "--resreg", "0.2", "--jacreg", "0.5", "--ema", "0.5", "--warmup", "2",
              "--weight-cap", "5.0", "--grad-clip", "1.0", "--t2-chunks", "2", "--refine-steps", "10",

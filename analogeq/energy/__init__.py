@@ -25,14 +25,14 @@ from analogeq.energy.pulses import (
     step_pulses,
     total_pulses,
 )
-from analogeq.energy.report import energy_line, energy_report, format_energy
 from analogeq.energy.settle import mean_settle_breakdown, phase_energy, settle_breakdown
-from analogeq.energy.step import nudges, train_step_breakdown
+from analogeq.energy.hook import StepEnergy
+from analogeq.energy.step import real_nudges, train_step_breakdown
 
 __all__ = [
     "COUNT_KEYS", "ENERGY_KEYS", "LATENCY_KEYS", "adc_energy", "adc_read_time", "adc_rounds",
     "charging_energy", "chip_read_energy", "column_voltages", "dac_energy", "dominant",
-    "energy_line", "energy_report", "format_energy", "leak_energy", "level_changes",
-    "mean_settle_breakdown", "nudges", "phase_energy", "programming_rounds", "settle_breakdown",
+    "leak_energy", "level_changes",
+    "mean_settle_breakdown", "real_nudges", "StepEnergy", "phase_energy", "programming_rounds", "settle_breakdown",
     "step_pulses", "tile_read_energy", "total_pulses", "train_step_breakdown", "with_totals",
 ]

@@ -33,30 +33,26 @@ from analogeq.energy.settle import node_voltages
 from analogeq.hardware.chip import Chip
 
 
-def nudges(estimator) -> list[float]:
+def real_nudges(estimator) -> list[float]:
     """The (real) nudges ``beta_k`` of the estimator's nudged phases; ``[]`` when it runs none."""
-    inner = getattr(estimator, "inner", estimator)
-    if not hasattr(inner, "nudges"):
-        return []
-    betas = list(inner.nudges())
+    betas = list(estimator.nudges())
     if any(complex(b).imag != 0 for b in betas):
         raise ValueError("an analog chip relaxes real voltages: holomorphic (complex) nudges have "
                          "no energy on a chip; use ep_kind 'centered' or 'one-sided'")
     return [float(complex(b).real) for b in betas]
 
 
-def train_step_breakdown(chip: Chip, estimator, est, pulses: tuple) -> dict:
+def train_step_breakdown(chip: Chip, betas, est, pulses: tuple) -> dict:
     """Breakdown (:mod:`analogeq.energy.breakdown`) of one training step on ``chip``.
 
     Args:
         chip: the chip the batch was settled on (before the update).
-        estimator: the run's estimator (its nudges set the nudged phases).
+        betas: the real nudges of the step's nudged phases (:func:`real_nudges`).
         est: the step's :class:`~analogeq.ep.Estimate` (free states, settle times, contrasts).
         pulses: per-device pulses of the update (:func:`analogeq.energy.pulses.step_pulses`).
     """
     cfg = chip.config
     en, nc, per = cfg.energy, cfg.neuron, cfg.periphery
-    betas = nudges(estimator)
     k = len(betas)
     batch = est.free.state.shape[0]
     n_in, n_out, n_neurons = chip.sizes[0], chip.sizes[-1], chip.n_neurons

@@ -31,6 +31,10 @@ class Estimate(eqx.Module):
             gating weight ``used / sum(used)``), so ``grads = sum_b weighted_b^T dF(at_b,
             inputs_b)/dtheta`` (force-form estimators only, else ``None``). These are the local
             signals an on-chip rank-one update is built from.
+        metrics: scalars an estimator (or a wrapper) measured on the way, logged by the
+            training step (e.g. ``step_residual``).
+        penalties: named gradient pytrees of regularizers whose weight the updater's state sets
+            (e.g. ``jacreg``, see :mod:`analogeq.stability`).
     """
 
     grads: object
@@ -41,6 +45,8 @@ class Estimate(eqx.Module):
     inputs: Array | None = None
     at: Array | None = None
     weighted: Array | None = None
+    metrics: dict = eqx.field(default_factory=dict)
+    penalties: dict = eqx.field(default_factory=dict)
 
 
 def sample_keys(key, n: int):
@@ -78,13 +84,20 @@ class AbstractEstimator(eqx.Module):
         """Gradient of the mean cost over the batch ``(xs, targets)``; ``key`` drives the
         realization's noise (``None``: noiseless)."""
 
+    def nudges(self) -> tuple[complex | float, ...]:
+        """The nudges ``beta_k`` of the nudged phases this estimator runs per sample (empty for
+        estimators that run none, such as the exact references); energy accounting and chips
+        read it."""
+        return ()
+
 
 class AbstractForceFormEstimator(AbstractEstimator):
     """Turns the free equilibrium of each sample into an adjoint ``a`` (force-form estimators).
 
     Subclasses implement :meth:`contrast`; :meth:`estimate` runs the free phase, the contrast
     per sample and the force-form gradient ``g = a^T dF/dtheta``. With ``gate`` samples whose
-    free phase did not converge are left out of the gradient (and counted in the metrics).
+    free phase did not converge, or whose nudged phases failed (:func:`nudged_failures`), are
+    left out of the gradient (and counted in the metrics: ``unconverged``, ``nudged_failed``).
     """
 
     @abc.abstractmethod
@@ -98,11 +111,39 @@ class AbstractForceFormEstimator(AbstractEstimator):
         a, nres = relaxation.batched(
             lambda x, t, s, k: self.contrast(model, cost, relaxation, x, t, s, k)
         )(xs, targets, free.state, sample_keys(k_nudged, xs.shape[0]))
-        used = free.converged if gate else jnp.ones_like(free.converged)
+        nudged_failed = nudged_failures(a, nres)
+        used = (free.converged & ~nudged_failed) if gate else jnp.ones_like(free.converged)
         weight = used.astype(a.dtype) / jnp.maximum(jnp.sum(used), 1)
-        weighted = jax.vmap(model.update_adjoint)(a) * weight.reshape((-1,) + (1,) * (a.ndim - 1))
+        per_sample = (-1,) + (1,) * (a.ndim - 1)
+        # where, not a product: 0 * NaN from a failed sample would poison the whole batch.
+        weighted = jnp.where(used.reshape(per_sample),
+                             jax.vmap(model.update_adjoint)(a) * weight.reshape(per_sample), 0)
         # The update is local: the read contrast times the presynaptic signals at the read state.
         at = relaxation.read(free.state)
+        at = jnp.where(jnp.isfinite(at), at, 0)  # a non-finite free state enters with weight 0
         grads = force_gradient(model, xs, at, weighted)
         return Estimate(grads=grads, free=free, contrast=a, nudged_residual=nres, used=used,
-                        inputs=xs, at=at, weighted=weighted)
+                        inputs=xs, at=at, weighted=weighted,
+                        metrics={"nudged_failed": jnp.sum(nudged_failed)})
+
+
+NUDGED_RESIDUAL_LIMIT = 0.1
+"""Nudged-phase residual ``|F|/|s|`` (dimensionless) above which the phase counts as failed.
+
+A residual between the relaxation's ``tol`` and this limit is a nudged phase that is still
+settling at the end of ``T2`` (holomorphic EP at ``|beta| = 0.4`` ends near 1e-2 with 20 Euler
+steps): it biases the finite difference ``(s_beta - s*) / beta`` a little (finite-radius
+holomorphic EP: Laborieux & Zenke 2022, NeurIPS) but still carries the gradient. Above it the
+force is a tenth of the state or more: the nudged state is nowhere near a fixed point
+(diverging or oscillating) and the contrast is meaningless, e.g. states of size 1e80 at
+``|beta| = 0.4`` on an unstable field."""
+
+
+def nudged_failures(a: Array, nres: Array) -> Array:
+    """Per-sample flag: the nudged phases of a sample failed (non-finite contrast or residual,
+    or a residual above :data:`NUDGED_RESIDUAL_LIMIT`). ``a`` is ``(B, ...)``, ``nres`` ``(B,)``
+    or ``(B, K)``."""
+    bad_a = ~jnp.all(jnp.isfinite(a.reshape(a.shape[0], -1)), axis=1)
+    r = nres.reshape(nres.shape[0], -1)
+    bad_r = ~jnp.all(jnp.isfinite(r) & (r <= NUDGED_RESIDUAL_LIMIT), axis=1)
+    return bad_a | bad_r

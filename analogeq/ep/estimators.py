@@ -70,15 +70,15 @@ class EP(AbstractForceFormEstimator):
         if self.correction not in CORRECTIONS:
             raise ValueError(f"unknown correction {self.correction!r}; choose one of {CORRECTIONS}")
 
-    def nudges(self) -> list[complex | float]:
+    def nudges(self) -> tuple[complex | float, ...]:
         """The nudges ``beta_k`` used by this estimator."""
         if self.kind == "one-sided":
-            return [self.beta]
+            return (self.beta,)
         if self.kind == "centered":
-            return [self.beta, -self.beta]
+            return (self.beta, -self.beta)
         n = int(self.n_points)
-        return [self.beta * complex(math.cos(2 * math.pi * k / n), math.sin(2 * math.pi * k / n))
-                for k in range(n)]
+        return tuple(self.beta * complex(math.cos(2 * math.pi * k / n), math.sin(2 * math.pi * k / n))
+                     for k in range(n))
 
     def contrast(self, model, cost, relaxation, x, target, s_star, key=None):
         betas = self.nudges()

@@ -59,6 +59,9 @@ class WithReadoutGradient(AbstractEstimator):
 
     inner: AbstractEstimator
 
+    def nudges(self):
+        return self.inner.nudges()
+
     def estimate(self, model, cost, relaxation, xs, targets, *, gate: bool = True, key=None) -> Estimate:
         est = self.inner.estimate(model, cost, relaxation, xs, targets, gate=gate, key=key)
         if isinstance(self.inner, BPTT):

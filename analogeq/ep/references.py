@@ -60,6 +60,9 @@ class EnergyEP(AbstractEstimator):
         if not self.beta > 0:
             raise ValueError(f"beta must be > 0 (the nudge strength); got {self.beta}")
 
+    def nudges(self) -> tuple[float, float]:
+        return (self.beta, -self.beta)
+
     def estimate(self, model, cost, relaxation, xs, targets, *, gate=True, key=None):
         del key
         if not hasattr(model, "energy"):

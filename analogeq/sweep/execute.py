@@ -25,19 +25,14 @@ TIMING_FIELDS = ("seconds",)
 
 def run_one(run: Run) -> dict:
     """Train one run (no files written) and return its table row."""
-    from analogeq.training import build_digital, train
+    from analogeq.assembly import build_parts, train
 
     cfg = run.config()
     t0 = time.perf_counter()
     # A run's numbers must not depend on the process it lands in: a float32 run computes in
     # float32 even where the host process enabled 64-bit types (tests, notebooks).
     with _x64(cfg.dtype == "float64"):
-        if run.chip is None:
-            parts = build_digital(cfg)
-        else:
-            from analogeq.hardware.run import build_analog
-
-            parts = build_analog(cfg, run.hardware())
+        parts = build_parts(cfg, run.hardware() if run.chip is not None else "")
         result = train(cfg, None, progress=False, parts=parts)
     summary = result.summary
     row = {"key": run.key, **dict(run.point), "seed": run.seed, "chip_seed": run.chip_seed}

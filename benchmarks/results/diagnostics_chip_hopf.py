@@ -94,7 +94,7 @@ def contrast_check(run_dir, n=64, seed=7):
     gradient built from the node contrast (``a_y := r a_v``) with the chip's exact gradient on the
     probe batch (first ``n`` training samples, the run's noise model, float32 as in training)."""
     from analogeq.ep import ImplicitAdjoint, compare_gradients, force_gradient
-    from analogeq.hardware.run import build_analog
+    from analogeq.assembly import build_analog
 
     jax.config.update("jax_enable_x64", False)
     cfg, chip, data, step = load_run(run_dir)
