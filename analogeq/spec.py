@@ -113,6 +113,8 @@ class Field:
         return tuple(c)
 
     def _range(self) -> str:
+        if self.kind in ("int", "ints") and self.ge is not None and self.le is not None:
+            return f"in {int(self.ge)}..{int(self.le)}"
         lo = hi = None
         if self.gt is not None:
             lo = f"({self.gt:g}"
@@ -122,8 +124,6 @@ class Field:
             hi = f"{self.lt:g})"
         elif self.le is not None:
             hi = f"{self.le:g}]"
-        if self.kind in ("int", "ints") and self.ge is not None and self.le is not None:
-            return f"in {self.ge:g}..{self.le:g}"
         if lo and hi:
             return f"in {lo}, {hi}"
         if lo:
@@ -191,7 +191,8 @@ class Field:
             allowed = self.allowed_choices()
             if not isinstance(value, str) or value not in allowed:
                 name = path.rpartition(".")[2]
-                raise ConfigError(f"{path}: unknown {name} {format_value(value)}; choose one of "
+                got = repr(value) if isinstance(value, str) else format_value(value)
+                raise ConfigError(f"{path}: unknown {name} {got}; choose one of "
                                   f"{list(allowed)} ({self.doc})")
             return value
         if self.kind == "str":

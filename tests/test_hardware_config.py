@@ -10,6 +10,8 @@ import tomllib
 import numpy as np
 import pytest
 
+from analogeq.spec import toml_value
+
 from analogeq.hardware import (
     DEVICE_MODELS_ENV,
     K_B,
@@ -62,6 +64,9 @@ BAD = [
     ("crossbar.thermal_noise", 1),
     ("crossbar.thermal_noise", "true"),
     ("crossbar.thermal_noise", None),
+    ("crossbar.read_noise", 1e3),  # hundreds of percent per read: a unit mistake
+    ("crossbar.prog_noise", 2.0),
+    ("crossbar.n_levels", 1 << 20),
     # neuron
     ("neuron.C", -1e-12),
     ("neuron.C", 0.0),
@@ -104,6 +109,7 @@ BAD = [
     ("noise.temperature", math.inf),
     ("noise.temperature", "300K"),
     ("noise.temperature", None),
+    ("noise.temperature", 1e15),  # trains to loss 1e5 if accepted
     # dynamics (realistic base: settle_time = 4e-7 s, average_window = 5e-8 s)
     ("dynamics.settle_time", 0.0),
     ("dynamics.settle_time", -1e-6),
@@ -121,6 +127,8 @@ BAD = [
     ("dynamics.sde_dt", 0.0),
     ("dynamics.sde_dt", -1e-9),
     ("dynamics.sde_dt", math.nan),
+    ("dynamics.integrator", "rk4"),
+    ("dynamics.integrator", 3),
     # energy
     ("energy.adc_fom", -1e-15),
     ("energy.adc_fom", math.inf),
@@ -396,3 +404,53 @@ def test_public_classes_document_units():
     for name, cls in SECTIONS.items():
         for key in cls.field_names():
             assert key in cls.__doc__, f"{name}.{key} undocumented"
+
+
+# Bounds that span two sections (in units of tau = C / g_leak = 10 ns on the realistic chip):
+# each was a hang or an overflow before it was checked.
+CROSS = [
+    ("dynamics.settle_time", 10.0, r"dynamics\.settle_time must be <= 10000 tau = 0\.0001 s.*got 10"),
+    ("dynamics.sde_dt", 1e-20, r"dynamics\.sde_dt: a settle would take 4e\+13 steps.*1,000,000"),
+    ("neuron.amp_pole_tau", 1.0, r"neuron\.amp_pole_tau must be <= 10000 tau"),
+]
+
+
+@pytest.mark.parametrize(("path", "bad", "match"), CROSS, ids=[c[0] for c in CROSS])
+def test_sizes_that_drive_work_are_bounded(realistic, tmp_path, path, bad, match):
+    with pytest.raises(ConfigError, match=match):
+        realistic.replace(**{path: bad})
+    section, key = path.split(".")
+    d = realistic.to_dict()
+    d[section][key] = bad
+    f = tmp_path / "chip.toml"
+    f.write_text("".join(f"[{name}]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in table.items())
+                         for name, table in d.items()))
+    with pytest.raises(ConfigError, match=r"chip\.toml: " + match):
+        ChipConfig.from_toml(f)
+
+
+def test_largest_allowed_sizes_are_accepted(realistic):
+    tau = realistic.tau
+    ok = realistic.replace(**{"dynamics.settle_time": 1e4 * tau, "dynamics.sde_dt": 1e-2 * tau,
+                              "noise.temperature": 1000.0, "crossbar.read_noise": 1.0})
+    assert ok.dynamics.settle_time == pytest.approx(1e-4)
+    # Euler-Maruyama's default step is half the amplifier pole: a 1e-6 tau pole is too fast for
+    # a 40 tau window, the exact-decay default step does not depend on the pole.
+    with pytest.raises(ConfigError, match=r"neuron\.amp_pole_tau \(euler-maruyama"):
+        realistic.replace(**{"dynamics.integrator": "euler-maruyama", "neuron.amp_pole_tau": 1e-6 * tau})
+    assert realistic.replace(**{"neuron.amp_pole_tau": 1e-6 * tau}).neuron.amp_pole_tau == 1e-6 * tau
+
+
+def test_file_errors_are_one_line_naming_the_file(tmp_path):
+    for path, match in [(tmp_path, r"is a directory; expected a chip config TOML file"),
+                        (tmp_path / "nope.toml", r"nope\.toml: no such file")]:
+        with pytest.raises(ConfigError, match=match):
+            ChipConfig.from_toml(path)
+    bad = tmp_path / "bin.toml"
+    bad.write_bytes(b"\xff\xfe[crossbar]")
+    with pytest.raises(ConfigError, match=r"bin\.toml: invalid TOML: not UTF-8"):
+        ChipConfig.from_toml(bad)
+    top = tmp_path / "top.toml"
+    top.write_text("hardware = 5\n")
+    with pytest.raises(ConfigError, match=r"top\.toml: unknown key 'hardware' in chip config"):
+        ChipConfig.from_toml(top)

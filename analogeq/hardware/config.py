@@ -70,7 +70,7 @@ MAX_SETTLE_TAU = 1e4
 mistake (seconds for nanoseconds) that would only hang the solver."""
 
 MAX_SDE_STEPS = 1_000_000
-"""Most Euler--Maruyama steps in one noisy settle window (``settle_time / sde_dt``); beyond it a
+"""Most fixed steps in one settle window (``settle_time / sde_dt``); beyond it a
 single settle of one sample takes minutes, which is a mistaken step, not a simulation."""
 
 
@@ -158,15 +158,21 @@ class ChipConfig(Spec):
                 f"dynamics.settle_time must be <= {MAX_SETTLE_TAU:g} tau = {MAX_SETTLE_TAU * tau:g} s "
                 f"(fixed settle window in seconds; tau = C / g_leak = {tau:g} s); got {dyn.settle_time:g}"
             )
-        # The default SDE step is half the fastest time constant (see ChipRelaxation.sde_dt).
-        dt = dyn.sde_dt if dyn.sde_dt is not None else 0.5 * (min(tau, pole) if pole > 0 else tau)
+        # Only a given step, or Euler--Maruyama's default of half the fastest time constant (which
+        # a fast amplifier pole shrinks), can make a window too many steps; exact-decay's default
+        # is a fixed fraction of tau (analogeq.hardware.integrators.DEFAULT_STEP).
+        if dyn.sde_dt is not None:
+            dt, what, value = dyn.sde_dt, "dynamics.sde_dt", dyn.sde_dt
+        elif dyn.integrator == "euler-maruyama":
+            dt = 0.5 * (min(tau, pole) if pole > 0 else tau)
+            what, value = "neuron.amp_pole_tau (euler-maruyama steps half of it)", pole
+        else:
+            return
         steps = dyn.settle_time / dt
         if steps > MAX_SDE_STEPS:
-            what = "dynamics.sde_dt" if dyn.sde_dt is not None else "neuron.amp_pole_tau"
-            value = dyn.sde_dt if dyn.sde_dt is not None else pole
             raise ConfigError(
-                f"{what}: a noisy settle would take {steps:.3g} steps (dynamics.settle_time / SDE step "
-                f"= {dyn.settle_time:g} s / {dt:g} s), more than {MAX_SDE_STEPS:,}; use an SDE step "
+                f"{what}: a settle would take {steps:.3g} steps (dynamics.settle_time / step "
+                f"= {dyn.settle_time:g} s / {dt:g} s), more than {MAX_SDE_STEPS:,}; use a step "
                 f">= {dyn.settle_time / MAX_SDE_STEPS:g} s or a shorter settle window; got {value:g}"
             )
 
