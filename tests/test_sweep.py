@@ -94,7 +94,7 @@ def test_run_key_tracks_the_full_configuration():
     ({"grid": {"lr": []}}, "non-empty list"),
     ({"grid": {"crossbar.n_levels": [8]}}, "hardware is empty"),
     ({"grid": {"crossbar.n_levels": [1]}, "train": {"hardware": "ideal"}}, "n_levels"),
-    ({"grid": {"lr": [-1.0]}}, "lr must be a finite number > 0"),
+    ({"grid": {"lr": [-1.0]}}, "lr must be > 0"),
     ({"random": {"samples": 2, "lr": {"normal": [0, 1]}}}, "unknown distribution 'normal'"),
     ({"random": {"samples": 2, "lr": {"log_uniform": [0, 1]}}}, "low > 0"),
     ({"random": {"lr": {"uniform": [1e-3, 1e-2]}}}, "samples must be an integer >= 1"),

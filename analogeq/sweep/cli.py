@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
+import re
 from pathlib import Path
+
+from analogeq import cli_types as T
 
 DESCRIPTION = """\
 Train one run per point of a grid and/or random sample of hardware and training parameters,
@@ -45,14 +49,27 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+_ADDRESS = re.compile(r"^(?:(tcp|tls|ws|wss|ucx|inproc)://)?([A-Za-z0-9_.\-]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$")
+
+
+def scheduler_address(text: str) -> str:
+    """``--scheduler``: ``[protocol://]host:port`` with a port in 1..65535."""
+    m = _ADDRESS.match(text.strip())
+    if m is None or not 1 <= int(m.group(3)) <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a Dask scheduler address [protocol://]host:port, e.g. "
+                                         f"tcp://10.0.0.1:8786; got {text!r}")
+    return text.strip()
+
+
 def register(sub) -> None:
     p = sub.add_parser("sweep", help="sweep hardware/training parameters over chips and seeds (resumable, "
                        "local or on a Dask cluster)", description=DESCRIPTION)
-    p.add_argument("spec", type=Path, help="sweep TOML file ([sweep], [train], [chip], [grid], [random])")
-    p.add_argument("--out", default=None, help="output directory (default: runs/sweeps/<name>)")
-    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help="Dask scheduler address, e.g. tcp://10.0.0.1:8786 (default: run locally)")
-    p.add_argument("--workers", type=int, default=0,
+    p.add_argument("spec", type=T.in_file, help="sweep TOML file ([sweep], [train], [chip], [grid], [random])")
+    p.add_argument("--out", type=T.out_dir, default=None, help="output directory (default: runs/sweeps/<name>)")
+    p.add_argument("--scheduler", type=scheduler_address, default=None, metavar="ADDRESS",
+                   help="Dask scheduler address, e.g. tcp://10.0.0.1:8786 (default: run locally); "
+                   "unreachable for 20 s is an error")
+    p.add_argument("--workers", type=T.integer(0, 256), default=0,
                    help="without --scheduler: run on a local Dask cluster of this many processes "
                    "(default 0: in this process)")
     p.add_argument("--dry-run", action="store_true", help="list the runs and their keys, run nothing")

@@ -11,16 +11,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from analogeq.sweep.spec import Run, SweepSpec
+from analogeq.spec import ConfigError
+from analogeq.sweep.spec import SUMMARY_FIELDS, TIMING_FIELDS, Run, SweepSpec
 from analogeq.sweep.store import RunStore
 
-# Summary fields copied into the table (besides the axes and the replicate).
-SUMMARY_FIELDS = (
-    "final_test_acc", "best_test_acc", "grad_cosine_mean", "grad_cosine_final",
-    "unconverged_train_samples", "energy_per_step_J", "latency_per_step_s", "steps",
-)
-# Columns that depend on the machine, not on the run's configuration.
-TIMING_FIELDS = ("seconds",)
+__all__ = ["SUMMARY_FIELDS", "TIMING_FIELDS", "SweepOutcome", "execute", "run_one"]
+
+CONNECT_TIMEOUT = 20.0
+"""Seconds to reach a Dask scheduler (``--scheduler``) before giving up with a clear message."""
+MAX_WORKERS = 256
 
 
 def run_one(run: Run) -> dict:
@@ -75,12 +74,24 @@ def execute(spec: SweepSpec, out_dir: str | Path, *, scheduler: str | None = Non
             single-threaded worker processes; ``0`` runs in this process.
         progress: show a progress bar.
         log: where one-line messages go.
+
+    Raises ``ValueError`` for a bad ``workers`` / ``scheduler`` or a damaged stored result (naming
+    its file), and ``ConnectionError`` when the scheduler cannot be reached within
+    :data:`CONNECT_TIMEOUT` seconds.
     """
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 0 <= workers <= MAX_WORKERS:
+        raise ValueError(f"workers must be an integer in 0..{MAX_WORKERS} (0: run in this process); "
+                         f"got {workers!r}")
+    if scheduler is not None and (not isinstance(scheduler, str) or not scheduler.strip()):
+        raise ValueError(f"scheduler must be a Dask scheduler address such as tcp://host:8786; got {scheduler!r}")
     store = RunStore(out_dir)
     runs = spec.runs()
     unique = {r.key: r for r in runs}
     if len(unique) < len(runs):
         log(f"{len(runs) - len(unique)} runs repeat another run's configuration; each is run once")
+    for k in unique:
+        if store.has(k):
+            _stored_row(store, k)  # a damaged result fails now, naming its file, not after the sweep
     pending = [r for k, r in unique.items() if not store.has(k)]
     cached = len(unique) - len(pending)
     log(f"sweep {spec.name!r}: {len(unique)} runs ({len(spec.points())} points x {len(spec.seeds)} seeds "
@@ -107,8 +118,37 @@ def execute(spec: SweepSpec, out_dir: str | Path, *, scheduler: str | None = Non
             except Exception as e:  # noqa: BLE001 -- one failed run must not lose the others
                 finish(run, None, f"{type(e).__name__}: {e}")
     bar.close()
-    rows = [store.load(r.key)["row"] for r in runs if store.has(r.key)]
+    rows = [_stored_row(store, r.key) for r in runs if store.has(r.key)]
     return SweepOutcome(rows=rows, computed=len(pending) - len(failed), cached=cached, failed=failed)
+
+
+def _stored_row(store: RunStore, key: str) -> dict:
+    """The table row of a stored run; a file that is not a stored result raises one line naming
+    it (delete it and the run is computed again)."""
+    path = store.path(key)
+    try:
+        rec = store.load(key)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: damaged stored sweep result (not JSON: {' '.join(str(e).split())}); "
+                          "delete it to compute the run again") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the stored sweep result ({e.strerror or e})") from None
+    if not isinstance(rec, dict) or not isinstance(rec.get("row"), dict) or rec["row"].get("key") != key:
+        raise ConfigError(f"{path}: damaged stored sweep result (expected an object with the run's "
+                          "'row'); delete it to compute the run again")
+    return rec["row"]
+
+
+def _connect(scheduler: str):
+    """A Dask client of ``scheduler``, or ``ConnectionError`` after :data:`CONNECT_TIMEOUT` s."""
+    from distributed import Client
+
+    try:
+        return Client(scheduler, timeout=CONNECT_TIMEOUT)
+    except Exception as e:  # noqa: BLE001 -- refused, timed out, or a peer that is not Dask
+        raise ConnectionError(f"cannot reach a Dask scheduler at {scheduler!r} within {CONNECT_TIMEOUT:g} s "
+                              f"({type(e).__name__}: {' '.join(str(e).split())[:160]}); check the address "
+                              "and that the scheduler is running") from None
 
 
 def _on_dask(pending: list[Run], finish, scheduler: str | None, workers: int) -> None:
@@ -121,7 +161,7 @@ def _on_dask(pending: list[Run], finish, scheduler: str | None, workers: int) ->
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                dashboard_address=None)
     try:
-        with Client(cluster if cluster is not None else scheduler) as client:
+        with (Client(cluster) if cluster is not None else _connect(scheduler)) as client:
             futures = {client.submit(run_one, r, key=f"analogeq-run-{r.key}", pure=False): r for r in pending}
             for fut in as_completed(futures):
                 run = futures[fut]

@@ -37,20 +37,33 @@ import hashlib
 import itertools
 import json
 import math
-import tomllib
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from analogeq.config import TrainConfig
 from analogeq.hardware.config import SECTIONS, ChipConfig
+from analogeq.spec import ConfigError, Spec, format_value, ints, read_toml, text
 
 TABLES = ("sweep", "train", "chip", "grid", "random")
 SWEEP_KEYS = ("name", "seeds", "chips", "metrics")
 DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform", "choice")
+# Summary fields of a run copied into the table (besides the axes and the replicate).
+SUMMARY_FIELDS = (
+    "final_test_acc", "best_test_acc", "grad_cosine_mean", "grad_cosine_final",
+    "unconverged_train_samples", "energy_per_step_J", "latency_per_step_s", "steps",
+)
+# Columns that depend on the machine, not on the run's configuration.
+TIMING_FIELDS = ("seconds",)
+METRICS = SUMMARY_FIELDS + TIMING_FIELDS
+"""The metrics a sweep can tabulate and plot ([sweep] metrics)."""
 DEFAULT_METRICS = ("final_test_acc", "energy_per_step_J", "latency_per_step_s")
+MAX_RUNS = 100_000
+"""Most runs one sweep file may expand to (a typo in a grid must not become a week of work)."""
+MAX_SAMPLES = 10_000
 # Bump when what a run computes changes, so old cached results are not mixed with new ones.
 SCHEMA = 1
 
@@ -76,6 +89,15 @@ def _check_axis_name(name: str, where: str) -> None:
                          f"[sweep] {'seeds' if name == 'seed' else 'chips'}")
 
 
+def _plain(v: Any) -> bool:
+    """A TOML value without tables or non-finite numbers (a grid value or a choice)."""
+    if isinstance(v, list):
+        return all(_plain(x) for x in v)
+    if isinstance(v, float):
+        return math.isfinite(v)
+    return isinstance(v, (bool, int, str))
+
+
 @dataclass(frozen=True)
 class Distribution:
     """One random axis: ``uniform`` / ``log_uniform`` over ``[low, high]``, ``int_uniform`` over
@@ -94,10 +116,16 @@ class Distribution:
         if kind not in DISTRIBUTIONS:
             raise ValueError(f"{where}: unknown distribution {kind!r}; choose one of {', '.join(DISTRIBUTIONS)}")
         if not isinstance(args, list) or not args:
-            raise ValueError(f"{where}: {kind} needs a list of values")
-        if kind != "choice":
-            if len(args) != 2 or not all(isinstance(a, (int, float)) for a in args) or not args[0] < args[1]:
-                raise ValueError(f"{where}: {kind} needs [low, high] with low < high; got {args!r}")
+            raise ValueError(f"{where}: {kind} needs a list of values; got {format_value(args)}")
+        if kind == "choice":
+            if not all(_plain(a) for a in args):
+                raise ValueError(f"{where}: choice needs a list of values (finite numbers, strings, "
+                                 f"booleans or lists of them), not tables; got {args!r}")
+        else:
+            numeric = all(isinstance(a, numbers.Real) and not isinstance(a, bool) for a in args)
+            if len(args) != 2 or not numeric or not all(math.isfinite(a) for a in args) or not args[0] < args[1]:
+                raise ValueError(f"{where}: {kind} needs [low, high], finite numbers with low < high; "
+                                 f"got {args!r}")
             if kind == "log_uniform" and args[0] <= 0:
                 raise ValueError(f"{where}: log_uniform needs low > 0; got {args[0]!r}")
             if kind == "int_uniform" and not all(isinstance(a, int) for a in args):
@@ -150,19 +178,30 @@ class SweepSpec:
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "sweep") -> "SweepSpec":
+        """Validate a parsed sweep file (``where`` prefixes every message, e.g. the path)."""
+        try:
+            return cls._from_dict(d, where)
+        except ConfigError as e:
+            text_ = str(e)
+            raise ConfigError(text_ if text_.startswith(f"{where}:") else f"{where}: {text_}") from None
+
+    @classmethod
+    def _from_dict(cls, d: dict, where: str) -> "SweepSpec":
+        if not isinstance(d, dict):
+            raise ConfigError(f"a sweep must be a mapping of tables {', '.join(TABLES)}; got {format_value(d)}")
         unknown = sorted(set(d) - set(TABLES))
         if unknown:
             raise ValueError(f"{where}: unknown table(s) {unknown}; allowed: {', '.join(TABLES)}")
+        for t in TABLES:
+            if t in d and not isinstance(d[t], dict):
+                raise ConfigError(f"[{t}] must be a table; got {format_value(d[t])}")
         head = dict(d.get("sweep", {}))
         bad = sorted(set(head) - set(SWEEP_KEYS))
         if bad:
             raise ValueError(f"{where}: unknown key(s) {bad} in [sweep]; allowed: {', '.join(SWEEP_KEYS)}")
-        seeds, chips = head.get("seeds", [0]), head.get("chips", [0])
-        for name, vals in (("seeds", seeds), ("chips", chips)):
-            if (not isinstance(vals, list) or not vals or len(set(vals)) != len(vals)
-                    or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in vals)):
-                raise ValueError(f"{where}: [sweep] {name} must be a non-empty list of distinct "
-                                 f"integers >= 0; got {vals!r}")
+        metrics = _metrics(head.pop("metrics", list(DEFAULT_METRICS)))
+        h = SweepHead.from_dict(head)
+        seeds, chips = h.seeds, h.chips
         train = dict(d.get("train", {}))
         for k in ("seed", "chip_seed"):
             if k in train:
@@ -172,38 +211,40 @@ class SweepSpec:
         grid = dict(d.get("grid", {}))
         for name, vals in grid.items():
             _check_axis_name(name, f"{where}: [grid]")
-            if not isinstance(vals, list) or not vals:
-                raise ValueError(f"{where}: [grid] {name} must be a non-empty list of values; got {vals!r}")
+            if not isinstance(vals, list) or not vals or not all(_plain(v) for v in vals):
+                raise ValueError(f"{where}: [grid] {name} must be a non-empty list of values (finite "
+                                 f"numbers, strings, booleans or lists of them); got {vals!r}")
         rand = dict(d.get("random", {}))
         samples, rseed = rand.pop("samples", 0), rand.pop("seed", 0)
-        if not isinstance(samples, int) or samples < 0 or (rand and samples == 0):
+        if (isinstance(samples, bool) or not isinstance(samples, int) or not 0 <= samples <= MAX_SAMPLES
+                or (rand and samples == 0)):
             raise ValueError(f"{where}: [random] samples must be an integer >= 1 when random axes "
-                             f"are given; got {samples!r}")
+                             f"are given (at most {MAX_SAMPLES}); got {format_value(samples)}")
+        if isinstance(rseed, bool) or not isinstance(rseed, int) or not 0 <= rseed < 2**32:
+            raise ValueError(f"{where}: [random] seed must be an integer in 0..{2**32 - 1}; got {format_value(rseed)}")
         dists = {}
         for name, v in rand.items():
             _check_axis_name(name, f"{where}: [random]")
             if name in grid:
                 raise ValueError(f"{where}: {name!r} is both a grid and a random axis")
             dists[name] = Distribution.parse(name, v)
-        spec = cls(name=str(head.get("name", "sweep")), train=train, chip=chip, grid=grid,
+        n_points = math.prod(len(v) for v in grid.values()) * (samples if dists else 1)
+        n_runs = n_points * len(seeds) * len(chips)
+        if n_runs > MAX_RUNS:
+            raise ValueError(f"{where}: the sweep expands to {n_runs} runs ({n_points} points x "
+                             f"{len(seeds)} seeds x {len(chips)} chips); at most {MAX_RUNS} are allowed")
+        spec = cls(name=h.name, train=train, chip=chip, grid=grid,
                    random=dists, samples=samples if dists else 0, random_seed=int(rseed),
-                   seeds=tuple(seeds), chips=tuple(chips),
-                   metrics=tuple(head.get("metrics", DEFAULT_METRICS)))
+                   seeds=tuple(seeds), chips=tuple(chips), metrics=metrics)
         spec.runs()  # validates every point's training and chip configuration now, not mid-sweep
         return spec
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "SweepSpec":
-        """Read a sweep file; errors name the file."""
+        """Read a sweep file; errors (a missing file, a directory, bad TOML, a bad value) are one
+        line naming the file."""
         path = Path(path)
-        try:
-            with path.open("rb") as f:
-                d = tomllib.load(f)
-        except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"{path}: invalid TOML: {e}") from e
-        except FileNotFoundError:
-            raise FileNotFoundError(f"sweep file {path} not found") from None
-        return cls.from_dict(d, where=str(path))
+        return cls.from_dict(read_toml(path, "sweep"), where=str(path))
 
     @property
     def axes(self) -> tuple[str, ...]:
@@ -232,7 +273,7 @@ class SweepSpec:
                                  "emulator); set hardware, e.g. hardware = \"realistic\"")
             hw = None
             if base.hardware:
-                from analogeq.hardware.run import load_hardware
+                from analogeq.assembly import load_hardware
 
                 hw = load_hardware(base.hardware).replace(**chip_changes).to_dict()
             for seed in self.seeds:
@@ -241,6 +282,38 @@ class SweepSpec:
                     out.append(Run(point=point, seed=seed, chip_seed=chip_seed, train=cfg, chip=hw,
                                    key=run_key(cfg, hw)))
         return out
+
+
+@dataclass(frozen=True)
+class SweepHead(Spec):
+    """The ``[sweep]`` table's name and replicates (``metrics`` is checked by :func:`_metrics`)."""
+
+    _section: ClassVar[str] = "sweep"
+    _what: ClassVar[str] = "sweep"
+
+    name: str = text("sweep", "name of the sweep (its default output folder runs/sweeps/<name>)", nonempty=True)
+    seeds: tuple[int, ...] = ints((0,), "training seeds run at every point", ge=0, le=2**32 - 1, max_len=1000)
+    chips: tuple[int, ...] = ints((0,), "chip instances run at every point", ge=0, le=2**32 - 1, max_len=1000)
+
+    def _check(self) -> None:
+        for name in ("seeds", "chips"):
+            vals = getattr(self, name)
+            if len(set(vals)) != len(vals):
+                raise ConfigError(f"sweep.{name} must list distinct integers; got {list(vals)!r}")
+        if any(c in self.name for c in "/\\\0") or self.name in (".", ".."):
+            raise ConfigError(f"sweep.name must be a plain folder name (no '/', '\\', '..'); got {self.name!r}")
+
+
+def _metrics(value: Any) -> tuple[str, ...]:
+    """``[sweep] metrics``: a non-empty list of distinct names from :data:`METRICS`."""
+    if (not isinstance(value, list) or not value or not all(isinstance(m, str) for m in value)
+            or len(set(value)) != len(value)):
+        raise ConfigError(f"sweep.metrics must be a non-empty list of distinct metric names from "
+                          f"{list(METRICS)}; got {format_value(value)}")
+    bad = [m for m in value if m not in METRICS]
+    if bad:
+        raise ConfigError(f"sweep.metrics: unknown metric(s) {bad}; choose from {list(METRICS)}")
+    return tuple(value)
 
 
 def _flatten_chip(d: dict, where: str) -> dict:
