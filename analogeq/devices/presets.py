@@ -25,9 +25,11 @@ from typing import Any, ClassVar
 
 from analogeq.devices import pulsed
 from analogeq.devices.inference import PCMInference
+from analogeq.package_data import data_dir
 from analogeq.spec import ConfigError, Spec, boolean, format_value, integer, read_toml, real
 
-DEVICE_DIR = Path(__file__).resolve().parents[2] / "device_models" / "devices"
+DEVICE_DIR = data_dir("device_models") / "devices"
+"""Folder of the device presets (``device_models/devices/``, installed with the package)."""
 MODELS = {cls.__name__: cls for cls in (
     pulsed.ConstantStep, pulsed.LinearStep, pulsed.SoftBounds, pulsed.ExponentialStep,
     pulsed.PowerStep, pulsed.PiecewiseStep, pulsed.NeuroSimDevice)}

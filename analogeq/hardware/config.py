@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -38,6 +37,7 @@ from analogeq.hardware.sections import (
     PeripheryConfig,
     ReadoutConfig,
 )
+from analogeq.package_data import data_dir
 from analogeq.spec import ConfigError, Spec, format_value, section
 
 __all__ = [
@@ -86,21 +86,7 @@ def device_models_dir() -> Path:
     env = os.environ.get(DEVICE_MODELS_ENV)
     if env:
         return Path(env).expanduser()
-    return _package_data_dir("device_models")
-
-
-def _package_data_dir(name: str) -> Path:
-    """Folder of the data package ``analogeq.<name>``: found through :mod:`importlib.resources`
-    in an installed wheel; in a source checkout (where the repository's top-level folder is the
-    package's source) the folder next to the ``analogeq`` package."""
-    try:
-        found = resources.files(f"analogeq.{name}")
-        path = Path(str(found))
-        if path.is_dir():
-            return path
-    except ModuleNotFoundError:
-        pass
-    return Path(__file__).resolve().parents[2] / name
+    return data_dir("device_models")
 
 
 def available_presets() -> list[str]:

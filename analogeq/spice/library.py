@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from analogeq.package_data import data_dir
+
 CIRCUITS_ENV = "ANALOGEQ_CIRCUITS"
 """Environment variable overriding the directory that holds ``analogeq.lib``."""
 
@@ -18,12 +20,13 @@ SUBCIRCUITS = (
 
 
 def circuits_dir() -> Path:
-    """Directory of the subcircuit library: ``$ANALOGEQ_CIRCUITS`` if set, else the repository's
-    ``circuits/`` (next to the ``analogeq`` package)."""
+    """Directory of the subcircuit library: ``$ANALOGEQ_CIRCUITS`` if set, else the
+    ``analogeq.circuits`` package data (the repository's ``circuits/`` folder, installed with the
+    package; in a source checkout that folder itself)."""
     env = os.environ.get(CIRCUITS_ENV)
     if env:
         return Path(env).expanduser()
-    return Path(__file__).resolve().parent.parent.parent / "circuits"
+    return data_dir("circuits")
 
 
 def library_path() -> Path:
