@@ -38,16 +38,11 @@ ROOT = Path(__file__).resolve().parents[1]
 API_MD = ROOT / "docs" / "api.md"
 
 ENTRY_POINTS: dict[str, tuple[str, ...]] = {
-    "analogeq.config": ("TrainConfig",),
-    "analogeq.training": ("train", "TrainResult", "RunParts", "build_digital", "evaluate"),
-    "analogeq.compare": ("compare",),
-    "analogeq.runs": ("Run", "load_run"),
-    "analogeq.updaters": ("AbstractUpdater", "OptaxUpdater", "make_optimizer"),
-    "analogeq.hardware.run": ("build_analog", "load_hardware"),
     "analogeq.hardware.pulsed": ("PulsedUpdater", "attach_devices", "device_hardware"),
     "analogeq.hardware.drift": ("ProgrammedChip", "program_pcm", "chip_at", "accuracy_over_time"),
-    "analogeq.devices.presets": ("DevicePreset", "available_devices", "load_device"),
+    "analogeq.devices.presets": ("DevicePreset",),
     "analogeq.devices.inference": ("PCMInference", "compensation_factor"),
+    "analogeq.updaters": ("make_optimizer",),
 }
 """Names outside any ``__all__`` that are documented too (module -> names)."""
 

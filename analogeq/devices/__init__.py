@@ -31,13 +31,11 @@ from analogeq.devices.pulsed import (
     DeviceState,
     ExponentialStep,
     LinearStep,
-    NeuroSimDevice,
     PiecewiseStep,
     PowerStep,
     SoftBounds,
-    a_to_nonlinearity,
-    nonlinearity_to_a,
 )
+from analogeq.devices.neurosim import NeuroSimDevice, a_to_nonlinearity, nonlinearity_to_a
 from analogeq.devices.schemes import (
     MixedPrecision,
     MixedPrecisionState,
