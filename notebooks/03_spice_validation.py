@@ -225,10 +225,12 @@ for name, v in block_rows:
 # %% [markdown]
 # ## 8. EP with ngspice in the loop
 #
-# `compare_with_ode` runs centered EP where ngspice solves the free phase and both nudged
-# phases (`.op`, started from the held free state; the nudge is a conductance $\beta
-# g_\mathrm{leak}$ from each output node to its target) and compares the resulting weight
-# update with the ODE-based EP on the same chip and batch. A chip with an amplifier pole runs
+# ngspice is a relaxation like the chip's ODE: `SpiceRelaxation` solves the free phase and both
+# nudged phases (`.op`, started from the held free state; the nudge is a conductance $\beta
+# g_\mathrm{leak}$ from each output node to its target), so SPICE-in-the-loop EP is the ordinary
+# estimator, `EP(beta=1e-3, kind="centered").estimate(chip, SquaredError(),
+# SpiceRelaxation(chip.config), xs, targets)`. `compare_with_ode` runs it next to the same EP on
+# the chip's ODE and compares the two weight updates. A chip with an amplifier pole runs
 # uncorrected EP here (the AsymEP correction circuit is built for chips without a pole).
 
 # %%
@@ -237,7 +239,7 @@ targets = jnp.arange(xs.shape[0]) % chip.sizes[-1]
 t0 = time.perf_counter()
 loop = compare_with_ode(chip, xs, targets, beta=1e-3)
 print(f"SPICE-in-the-loop EP on {xs.shape[0]} inputs in {time.perf_counter() - t0:.1f} s "
-      f"(ngspice {loop['spice_seconds']:.2f} s)")
+      f"(the SPICE-in-the-loop estimate {loop['spice_seconds']:.2f} s)")
 print(f"update cosine {loop['cosine']:.8f}, relative error {loop['rel_error']:.2e}, "
       f"max free-state difference {loop['free_error_V'] * 1e6:.3f} uV")
 spice_ep_cosine = loop["cosine"]

@@ -6,15 +6,19 @@
 * :func:`run_netlist` runs it in ngspice (PySpice shared library) and returns node voltages;
   :meth:`Netlist.states` maps them back to chip states.
 * :func:`validate` compares ``.op`` with the ODE steady state and ``.tran`` with the ODE
-  trajectory; :func:`spice_ep` / :func:`compare_with_ode` run EP with ngspice in the loop.
+  trajectory.
+* :class:`SpiceRelaxation` is ngspice as a relaxation: ``EP(...).estimate(chip, cost,
+  SpiceRelaxation(chip.config), xs, ys)`` is SPICE-in-the-loop EP; :func:`compare_with_ode`
+  compares it with the same estimator on the chip's ODE.
 * :func:`build_block` makes the reference blocks (:data:`BLOCKS`).
 """
 
 from analogeq.spice.blocks import BLOCKS, block_sizes, build_block, reference_netlist, spice_config
 from analogeq.spice.library import CIRCUITS_ENV, SUBCIRCUITS, circuits_dir, library_path, library_text
-from analogeq.spice.loop import SpiceEstimate, compare_with_ode, spice_ep
+from analogeq.spice.loop import compare_with_ode
 from analogeq.spice.nonlinearity import NonlinearitySweep, sweep_nonlinearity
 from analogeq.spice.netlist import MAX_NEURONS, Netlist, Nudge, SpiceOptions, check_block, chip_netlist
+from analogeq.spice.relaxation import SpiceRelaxation, asym_matrix
 from analogeq.spice.runner import (
     INSTALL_HINT,
     NgspiceNotFound,
@@ -38,10 +42,10 @@ from analogeq.spice.validate import (
 
 __all__ = [
     "BLOCKS", "CIRCUITS_ENV", "INSTALL_HINT", "MAX_NEURONS", "SUBCIRCUITS",
-    "Netlist", "NgspiceNotFound", "Nudge", "SpiceConvergenceError", "SpiceError", "SpiceEstimate",
+    "Netlist", "NgspiceNotFound", "Nudge", "SpiceConvergenceError", "SpiceError", "SpiceRelaxation",
     "NonlinearitySweep", "SpiceOptions", "SpiceResult", "Validation",
-    "available", "block_sizes", "build_block", "check_block", "chip_netlist", "circuits_dir",
+    "asym_matrix", "available", "block_sizes", "build_block", "check_block", "chip_netlist", "circuits_dir",
     "compare_with_ode", "find_libngspice", "library_path", "library_text", "ode_steady_state",
     "ode_trajectory", "reference_netlist", "reference_relaxation", "require_float64", "run_netlist", "session",
-    "settle_time", "spice_config", "spice_ep", "sweep_nonlinearity", "validate",
+    "settle_time", "spice_config", "sweep_nonlinearity", "validate",
 ]
