@@ -89,7 +89,8 @@ def commands(text: str):
 
 def test_pages_exist():
     names = {p.name for p in PAGES}
-    assert {"README.md", "getting-started.md", "concepts.md", "extending.md", "api.md"} <= names
+    assert {"README.md", "getting-started.md", "concepts.md", "extending.md", "api.md", "results.md",
+            "references.md"} <= names
 
 
 def test_api_md_is_up_to_date(gen_api):
