@@ -25,10 +25,10 @@ import numpy as np
 
 jax.config.update("jax_enable_x64", True)
 
-from analogeq.costs import cost_grad_s, make_cost
+from analogeq.costs import make_cost
 from analogeq.diagnostics import continuous_check, leading_eigenvalues, settle, verdict
 from analogeq.diagnostics.report import load_run, to_float64
-from analogeq.ep.linear import antisymmetric_product, jacobian_products
+from analogeq.ep import NudgedTerm
 
 
 def without_pole(chip):
@@ -36,28 +36,6 @@ def without_pole(chip):
     cfg = chip.config
     cfg = dataclasses.replace(cfg, neuron=dataclasses.replace(cfg.neuron, amp_pole_tau=0.0))
     return dataclasses.replace(chip, config=cfg)
-
-
-def nudged_field(chip, cost, x, target, s_star, beta, correction):
-    """The stacked centered nudged field the estimator relaxes (``analogeq.ep.estimators.
-    nudged_phases`` without noise): ``F(s_k) - b_k dC/ds - 2A (s_k - s*)``, ``b = (+beta, -beta)``,
-    ``A`` at ``s*`` (asym) or at the mean of the two nudged states (asym-tracking)."""
-    force = partial(chip.force, x=x)
-    b = jnp.asarray([beta, -beta], s_star.dtype)[:, None]
-    if correction == "asym":
-        jv, jtv = jacobian_products(force, s_star)
-
-    def field(stack):
-        out = jax.vmap(force)(stack) - b * jax.vmap(lambda s: cost_grad_s(chip, cost, s, target))(stack)
-        v = stack - s_star
-        if correction == "asym":
-            out = out - jax.vmap(lambda u: jv(u) - jtv(u))(v)
-        elif correction == "asym-tracking":
-            mid = jnp.mean(stack, axis=0)
-            out = out - jax.vmap(lambda u: antisymmetric_product(force, mid, u))(v)
-        return out
-
-    return field
 
 
 def probe(chip, x, eps, k, key, t_max, nudge=None):
@@ -68,7 +46,8 @@ def probe(chip, x, eps, k, key, t_max, nudge=None):
     if nudge is not None:
         s_star = settle(field, s0, 2000.0, tol=1e-10)[0]
         cost, target, beta, correction = nudge
-        field = nudged_field(chip, cost, x, target, s_star, beta, correction)
+        # the stacked centered nudged field the estimator relaxes (without noise)
+        field = NudgedTerm(chip, x, cost, target, s_star, (beta, -beta), correction)
         s0 = jnp.stack([s_star, s_star])
     s, res, t, ok = settle(field, s0, 2000.0, tol=1e-10)
     sp = leading_eigenvalues(field, s, eps, k)
