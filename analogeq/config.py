@@ -29,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 from analogeq.costs import COSTS
@@ -42,7 +41,6 @@ from analogeq.spec import (
     format_value,
     integer,
     ints,
-    read_toml,
     real,
     text,
 )
@@ -247,6 +245,7 @@ class TrainConfig(RunOptions, StabilityOptions, OptimizerOptions, EstimatorOptio
 
     _section: ClassVar[str] = ""
     _what: ClassVar[str] = "training config"
+    _header: ClassVar[tuple[str, ...]] = ("analogeq training configuration (written by TrainConfig.to_toml).",)
 
     @classmethod
     def _path(cls, name: str) -> str:
@@ -361,24 +360,9 @@ class TrainConfig(RunOptions, StabilityOptions, OptimizerOptions, EstimatorOptio
             raise ConfigError(f"{_SECTION_OF[key]}.{key} is given twice (flat and in [{_SECTION_OF[key]}])")
         flat[key] = value
 
-    @classmethod
-    def from_toml(cls, path: str | Path) -> TrainConfig:
-        """Read a TOML file of ``[model]``, ``[task]``, ... tables, of top-level ``key = value``
-        pairs or of a ``[train]`` table; every error is one line naming the file."""
-        data = read_toml(path, cls._what)
-        try:
-            return cls.from_dict(data)
-        except ConfigError as e:
-            raise ConfigError(f"{path}: {e}") from e
-
     def toml_lines(self) -> list[str]:
+        """One TOML table per section (the flat fields grouped back into their sections)."""
         lines: list[str] = []
         for name in SECTIONS:
             lines += ["", f"[{name}]"] + self.section(name).toml_lines()
         return lines
-
-    def to_toml(self, path: str | Path | None = None, header: Any = ()) -> str:
-        """TOML text, one table per section, each option with its help as a comment; written to
-        ``path`` if given. ``TrainConfig.from_toml`` reads it back to an equal config."""
-        return super().to_toml(path, tuple(header) or ("analogeq training configuration "
-                                                        "(written by TrainConfig.to_toml).",))

@@ -327,6 +327,7 @@ class Spec:
 
     _section: ClassVar[str] = ""
     _what: ClassVar[str] = "config"  # what the file holds, for file errors
+    _header: ClassVar[tuple[str, ...]] = ()  # comment lines atop to_toml's text
 
     # ---- validation --------------------------------------------------------------------------
 
@@ -489,9 +490,11 @@ class Spec:
         return lines
 
     def to_toml(self, path: str | os.PathLike | None = None, header: Sequence[str] = ()) -> str:
-        """TOML text (comments carry units and help); written to ``path`` if given, and
-        ``from_toml(path)`` returns an equal config."""
-        text_ = "\n".join([f"# {h}" for h in header] + self.toml_lines()).lstrip("\n") + "\n"
+        """TOML text (comments carry units and help, ``header`` or the class's ``_header``
+        lines come first); written to ``path`` if given, and ``from_toml(path)`` returns an
+        equal config."""
+        lines = [f"# {h}" for h in (tuple(header) or self._header)] + self.toml_lines()
+        text_ = "\n".join(lines).lstrip("\n") + "\n"
         if path is not None:
             Path(path).write_text(text_)
         return text_

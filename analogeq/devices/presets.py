@@ -2,9 +2,10 @@
 source.
 
 A preset file has ``name``, ``description``, ``model`` (a class of
-:mod:`analogeq.devices.pulsed`), a ``[params]`` table (the model's fields, weight units), an
-optional ``[inference]`` table (:class:`analogeq.devices.inference.PCMInference` fields) and a
-``[sources]`` table naming where each number comes from. Adding a device is adding a file.
+:mod:`analogeq.devices.pulsed`, or ``"module:Class"`` for a device class outside the package),
+a ``[params]`` table (the model's fields, weight units), an optional ``[inference]`` table
+(:class:`analogeq.devices.inference.PCMInference` fields) and a ``[sources]`` table naming where
+each number comes from. Adding a device is adding a file.
 
 Every parameter is validated by :mod:`analogeq.spec` (types, finiteness, ranges, unknown keys),
 so a bad file fails when it is read, in one line naming the file, the field, the value and what
@@ -17,6 +18,8 @@ spreads are non-negative, nonlinearity labels stay below NeuroSim's reachable 10
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import math
 import numbers
 from dataclasses import dataclass, field
@@ -194,6 +197,47 @@ def _params(model: str, params: Any) -> dict:
     return {**given, **nodes}
 
 
+def device_class(model: Any) -> type:
+    """The device class a preset's ``model`` names: a key of :data:`MODELS`, or
+    ``"module:Class"``, an :class:`~analogeq.devices.pulsed.AbstractDevice` subclass in any
+    importable module (a device model outside the package; see docs/extending.md)."""
+    if isinstance(model, str) and model in MODELS:
+        return MODELS[model]
+    if isinstance(model, str) and ":" in model:
+        module, _, name = model.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError, ValueError) as e:
+            raise ConfigError(f"model {model!r} cannot be loaded ({e}); 'module:Class' needs the module "
+                              "on sys.path (PYTHONPATH)") from None
+        if not (isinstance(cls, type) and issubclass(cls, pulsed.AbstractDevice)):
+            raise ConfigError(f"model {model!r} is not a subclass of analogeq.devices.pulsed.AbstractDevice")
+        return cls
+    got = repr(model) if isinstance(model, str) or model is None else format_value(model)
+    raise ConfigError(f"model {got} unknown; choose one of {sorted(MODELS)} or 'module:Class'")
+
+
+def _outside_params(model: str, cls: type, params: Any) -> dict:
+    """``[params]`` of a device class outside the package: its dataclass fields only; the
+    aihwkit fields it shares with :class:`PulsedParams` get their checks, the others must be
+    finite numbers or booleans (the class's own checks run when it is built)."""
+    if not isinstance(params, dict):
+        raise ConfigError(f"[params] must be a table of {model}'s parameters; got {format_value(params)}")
+    allowed = [f.name for f in dataclasses.fields(cls)]
+    bad = sorted(set(params) - set(allowed))
+    if bad:
+        raise ConfigError(f"{model} has no parameter(s) {['params.' + b for b in bad]}; allowed: "
+                          f"{', '.join(allowed)}")
+    shared = {k: v for k, v in params.items() if k in PulsedParams.field_names()}
+    if issubclass(cls, pulsed.AbstractPulsedDevice):
+        validated = PulsedParams.from_dict(shared)
+        shared = {k: getattr(validated, k) for k in shared}
+    for k, v in params.items():
+        if k not in shared and not (isinstance(v, bool) or (isinstance(v, numbers.Real) and math.isfinite(v))):
+            raise ConfigError(f"params.{k} must be a finite number or a boolean; got {format_value(v)}")
+    return {**params, **shared}
+
+
 # PCM inference model: (kind, bounds) per field; pairs are (a, b) of "a ln gh + b" or clips.
 _INFERENCE = {
     "g_max": ("real", dict(gt=0.0, le=1.0)), "t0": ("real", dict(gt=0.0, le=1e9)),
@@ -248,10 +292,9 @@ class DevicePreset:
             if key in d and not isinstance(d[key], str):
                 raise ConfigError(f"{key} must be a string; got {format_value(d[key])}")
         model = d.get("model")
-        if model not in MODELS:
-            got = repr(model) if isinstance(model, str) or model is None else format_value(model)
-            raise ConfigError(f"model {got} unknown; choose one of {sorted(MODELS)}")
-        params = _params(model, d.get("params", {}))
+        model_cls = device_class(model)
+        params = (_params(model, d.get("params", {})) if model_cls is MODELS.get(model)
+                  else _outside_params(model, model_cls, d.get("params", {})))
         inference = _inference(d["inference"]) if "inference" in d else None
         sources = d.get("sources", {})
         if not isinstance(sources, dict) or not all(isinstance(v, str) for v in sources.values()):
@@ -261,7 +304,7 @@ class DevicePreset:
         if missing:
             raise ConfigError(f"every number needs a source; [sources] lacks {missing}")
         try:
-            device = MODELS[model](**params)
+            device = model_cls(**params)
         except (ValueError, TypeError) as e:  # the model's own cross-field checks
             raise ConfigError(f"[params] of model {model}: {e}") from None
         name = d.get("name", default_name)

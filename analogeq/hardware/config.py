@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from analogeq.hardware.sections import (
     IDEAL_CONVERTER_COST_BITS,
@@ -121,6 +121,11 @@ class ChipConfig(Spec):
     """
 
     _what: ClassVar[str] = "chip config"
+    _header: ClassVar[tuple[str, ...]] = (
+        "analogeq chip configuration, SI units (written by ChipConfig.to_toml).",
+        "Omitted optional fields take their defaults (e.g. crossbar.G_ref = G_max - G_min,",
+        "dynamics.settle_time = adaptive).",
+    )
 
     crossbar: CrossbarConfig = section(CrossbarConfig)
     neuron: NeuronConfig = section(NeuronConfig)
@@ -192,15 +197,3 @@ class ChipConfig(Spec):
                 f"{', '.join(available) if available else '(none)'}"
             )
         return cls.from_toml(directory / f"{stem}.toml")
-
-    # ---- export -----------------------------------------------------------------------------
-
-    def to_toml(self, path: str | os.PathLike | None = None, header: Any = ()) -> str:
-        """TOML text of :meth:`to_dict` with unit comments; written to ``path`` if given.
-        ``ChipConfig.from_toml(path) == cfg``."""
-        header = tuple(header) or (
-            "analogeq chip configuration, SI units (written by ChipConfig.to_toml).",
-            "Omitted optional fields take their defaults (e.g. crossbar.G_ref = G_max - G_min,",
-            "dynamics.settle_time = adaptive).",
-        )
-        return super().to_toml(path, header)
