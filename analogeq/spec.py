@@ -202,16 +202,19 @@ class Field:
         if self.kind == "int":
             return self._int(path, value, value)
         if self.kind == "ints":
-            if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence | np.ndarray):
-                value = (value,) if isinstance(value, numbers.Integral) and not isinstance(value, bool) else value
-            if (isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence | np.ndarray)
-                    or len(value) == 0 or (self.max_len is not None and len(value) > self.max_len)):
+            if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+                value = (value,)  # one layer size given bare
+            if (not isinstance(value, (list, tuple, np.ndarray)) or len(value) == 0
+                    or (self.max_len is not None and len(value) > self.max_len)):
                 raise self._fail(path, value, typed=True)
             return tuple(self._int(path, v, value) for v in value)
         # real
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise self._fail(path, value, typed=True)
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an integer beyond float range, e.g. 10**400 in TOML
+            raise self._fail(path, value) from None
         if not math.isfinite(value):
             raise ConfigError(f"{path} must be finite, {self.constraint()} ({self.doc}); got {value!r}")
         if not self._in_bounds(value):

@@ -114,6 +114,7 @@ def test_earlier_layouts_still_load(tmp_path):
     ("T1 = 1000000000\n", r"estimator\.T1 must be an integer in 1\.\.1000000 "),
     ("eps = 5.0\n", r"estimator\.eps must be in \(0, 2\)"),
     ("lr = inf\n", r"optimizer\.lr must be finite"),
+    ("lr = 1" + "0" * 400 + "\n", r"optimizer\.lr must be > 0 \(learning rate\); got 1000"),
     ("[chip]\nn_levels = 4\n", r"unknown section \[chip\]; allowed sections: model, task"),
     ("lr = 0.1\n[train]\nbeta = 0.1\n", r"keys beside the \[train\] table: \['lr'\]"),
     ("[model]\nlr = 0.1\n", r"unknown key 'model\.lr' in section \[model\] \(lr belongs in \[optimizer\]\)"),
