@@ -258,6 +258,12 @@ class TrainConfig(RunOptions, StabilityOptions, OptimizerOptions, EstimatorOptio
         if self.hardware and self.ep_kind == "holomorphic" and self.estimator == "ep":
             raise ConfigError("estimator.ep_kind 'holomorphic' needs complex nudges, which a chip cannot "
                               "apply; use 'centered' or 'one-sided' with hardware")
+        euler_only = [f"{n} = {getattr(self, n)}" for n, off in (("refine_steps", 0), ("t2_chunks", 1))
+                      if getattr(self, n) != off]
+        if self.hardware and euler_only:
+            raise ConfigError(f"estimator.{euler_only[0].split()[0]}: a chip settles in continuous time and "
+                              f"cannot honour the Euler emulator's {', '.join(euler_only)}; leave it at its "
+                              "default with hardware")
         if self.hardware and self.model != "leaky":
             raise ConfigError(f"hardware realizes the 'leaky' model only; got model.model {self.model!r}")
         if self.device and self.update in ("stochastic", "tiki-taka") and self.optimizer != "sgd":

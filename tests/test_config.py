@@ -150,6 +150,12 @@ def test_combinations_are_checked():
         TrainConfig(hardware="realistic", model="hopfield")
     with pytest.raises(ConfigError, match=r"holomorphic' needs complex nudges"):
         TrainConfig(hardware="realistic", ep_kind="holomorphic", n_points=4)
+    # options of the Euler emulator that a continuous-time chip settle would silently ignore
+    with pytest.raises(ConfigError, match=r"estimator\.refine_steps: a chip settles in continuous time"):
+        TrainConfig(hardware="realistic", refine_steps=10)
+    with pytest.raises(ConfigError, match=r"cannot honour the Euler emulator's t2_chunks = 4"):
+        TrainConfig(hardware="realistic", t2_chunks=4)
+    assert TrainConfig(refine_steps=10, t2_chunks=4).t2_chunks == 4  # the emulator honours both
 
 
 def test_options_feed_the_command_line():
