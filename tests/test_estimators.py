@@ -1,5 +1,6 @@
 """Gradient estimators against the implicit adjoint, BPTT and a dense reference (float64)."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -130,3 +131,38 @@ def test_unknown_cost_and_bad_target_shape():
         aq.make_cost("hinge")
     with pytest.raises(ValueError, match="target has shape"):
         aq.SquaredError()(jnp.zeros(5), jnp.zeros(4))
+
+
+def test_nudged_term_is_the_nudged_field_and_relaxations_can_read_it(leaky, batch):
+    """The structured term evaluates ``F(s_k) - beta_k dC/ds - 2A(s_k - s*)`` (dense check) and
+    carries what it is made of; EP hands every relaxation such a term."""
+    xs, ys = batch
+    x, y = xs[0], ys[0]
+    s_star = 0.3 * jax.random.normal(jax.random.PRNGKey(7), (17,), xs.dtype)
+    jac = np.asarray(jax.jacfwd(leaky.force)(s_star, x))
+    stack = jnp.stack([s_star + 0.01, s_star - 0.02])
+    for correction, m in (("none", 0 * jac), ("asym", jac - jac.T)):
+        term = aq.ep.NudgedTerm(leaky, x, COST, y, s_star, (0.1, -0.1), correction)
+        assert term.betas == (0.1, -0.1) and term.correction == correction and term.noise is None
+        dc = np.stack([np.concatenate([np.zeros(12), np.asarray(leaky.readout(s) - jax.nn.one_hot(y, 5))])
+                       for s in stack])
+        want = np.stack([np.asarray(leaky.force(s, x)) for s in stack]) \
+            - np.array([[0.1], [-0.1]]) * dc - (np.asarray(stack) - np.asarray(s_star)) @ m.T
+        np.testing.assert_allclose(term(stack), want, rtol=1e-10, atol=1e-12)
+        np.testing.assert_array_equal(term.initial_state(), jnp.stack([s_star, s_star]))
+    np.testing.assert_array_equal(aq.ep.FreeTerm(leaky, x)(s_star), leaky.force(s_star, x))
+
+    seen = []
+
+    class Recording(aq.EulerRelaxation):
+        def nudged(self, term, s0, key=None):
+            seen.append((type(term).__name__, term.betas, term.correction, term.target.shape, s0.shape))
+            return super().nudged(term, s0, key)
+
+    est = eqx.filter_jit(lambda r: aq.EP(beta=1e-2).estimate(leaky, COST, r, xs, ys))(Recording())
+    assert seen == [("NudgedTerm", (1e-2, -1e-2), "asym", (), (2, 17))]
+    assert bool(jnp.all(jnp.isfinite(est.contrast)))
+    with pytest.raises(TypeError, match="not a bare field"):
+        aq.EulerRelaxation().free(lambda s: leaky.force(s, x), s_star)
+    with pytest.raises(ValueError, match="unknown correction"):
+        aq.ep.NudgedTerm(leaky, x, COST, y, s_star, (0.1,), "tracking")

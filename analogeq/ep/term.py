@@ -136,7 +136,8 @@ class NudgedTerm(AbstractTerm):
         # Common-mode tracking: A re-linearized at the nudged states' mean (for one nudge, the
         # midpoint of the nudged and the free state).
         mean = jnp.mean(stack, axis=0)
-        mid = jnp.real(mean if len(self.betas) > 1 else (mean + self.s_star) / 2).astype(self.s_star.dtype)
+        mid = mean if len(self.betas) > 1 else (mean + self.s_star) / 2
+        mid = jnp.real(mid).astype(self.s_star.dtype)
         return jax.vmap(lambda u: antisymmetric_product(self.force, mid, u))(v)
 
     def __call__(self, stack: Array) -> Array:

@@ -100,14 +100,16 @@ class SpiceRelaxation(AbstractRelaxation):
     options: SpiceOptions = eqx.field(static=True, default=SpiceOptions())
     mode: str = eqx.field(static=True, default="op")
     t_settle: float | None = eqx.field(static=True, default=None)
-    workdir: str | None = eqx.field(static=True, default=None, converter=lambda p: None if p is None else os.fspath(p))
+    workdir: str | None = eqx.field(static=True, default=None,
+                                    converter=lambda p: None if p is None else os.fspath(p))
     tol: float = eqx.field(static=True, default=1e-4)
 
     def __check_init__(self):
         if self.mode not in MODES:
             raise ValueError(f"SpiceRelaxation.mode must be one of {MODES}; got {self.mode!r}")
         if self.t_settle is not None and not (math.isfinite(self.t_settle) and self.t_settle > 0):
-            raise ValueError(f"SpiceRelaxation.t_settle must be a finite number > 0 seconds; got {self.t_settle!r}")
+            raise ValueError(f"SpiceRelaxation.t_settle must be a finite number > 0 seconds; "
+                             f"got {self.t_settle!r}")
         if not (math.isfinite(self.tol) and self.tol > 0):
             raise ValueError(f"SpiceRelaxation.tol must be a finite number > 0; got {self.tol!r}")
 
