@@ -167,6 +167,9 @@ def load_hardware(spec: str | Path | ChipConfig) -> ChipConfig:
 
 def check_chip_options(cfg: TrainConfig) -> None:
     """Refuse the options a chip run cannot honour, naming each and why."""
+    if cfg.refine_steps > 0 or cfg.t2_chunks > 1:
+        raise ValueError("refine_steps and t2_chunks shape the emulator's Euler relaxation; a chip "
+                         "settles in continuous time: set refine_steps = 0 and t2_chunks = 1 with --hardware")
     on = [name for name in CHIP_REFUSES if getattr(cfg, name) > 0]
     if on:
         why = "; ".join(f"{n} {CHIP_REFUSES[n]}" for n in on)
