@@ -1,11 +1,20 @@
-"""Continuous-time relaxation of a chip with diffrax.
+"""Continuous-time relaxation of a chip.
 
 Time is integrated in units of ``tau = C / g_leak``; :class:`RelaxResult.time` is in those
-units and :meth:`ChipRelaxation.seconds` converts. Without noise the chip is an ODE solved
-adaptively (Tsit5 with a PID controller), either until the steady-state event
-``|F(s)| <= steady_tol |s|`` or over a fixed settle window (the readout time). With noise it is
-an SDE integrated by Euler--Maruyama with a fixed step over the settle window, and the readout
-is the average of the state over the last ``average_window``.
+units and :meth:`ChipRelaxation.seconds` converts. ``dynamics.integrator`` picks how a settle is
+integrated:
+
+* ``"exact-decay"`` (default): over a fixed settle window (the readout time), with or without
+  noise, the exponential Euler step of :mod:`analogeq.hardware.integrators` -- node leak and
+  amplifier pole integrated exactly, the crossbar drive held over a step, the noise with its
+  exact per-step Ornstein--Uhlenbeck covariance, so ``kT/C`` is right at any step;
+* ``"euler-maruyama"``: diffrax Euler--Maruyama for noisy settles (step: half the fastest time
+  constant) and Tsit5 for noise-free ones -- the previous default, kept as a reference;
+* ``"tsit5"``: adaptive Tsit5 (noise-free settles only).
+
+A noise-free settle without a window (``settle_time = None``) is always the adaptive Tsit5 solve
+(PID controller) until the steady-state event ``|F(s)| <= steady_tol |s|``. With a window the
+readout is the average of the state over its last ``average_window``.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import lineax
 from analogeq.emulator import AbstractRelaxation, RelaxResult, check_finite, residual, term_noise
 from analogeq.hardware.config import ChipConfig
 from analogeq.hardware.converters import quantize
+from analogeq.hardware.integrators import DEFAULT_STEP, ExactDecay
 
 
 class ChipRelaxation(AbstractRelaxation):
@@ -54,12 +64,31 @@ class ChipRelaxation(AbstractRelaxation):
         return t_tau * self.tau
 
     def sde_dt(self) -> float:
-        """SDE step in units of ``tau``."""
+        """Step of the fixed-step integrator (units of ``tau``): ``dynamics.sde_dt`` if set, else
+        :data:`~analogeq.hardware.integrators.DEFAULT_STEP` for ``"exact-decay"`` (chosen by
+        accuracy) or half the fastest time constant for ``"euler-maruyama"``."""
         dyn, nc = self.config.dynamics, self.config.neuron
         if dyn.sde_dt is not None:
             return dyn.sde_dt / self.tau
+        if dyn.integrator == "exact-decay":
+            return DEFAULT_STEP
         fastest = min(1.0, nc.amp_pole_tau / self.tau) if nc.amp_pole_tau > 0 else 1.0
         return fastest / 2
+
+    def decay_matrix(self) -> tuple[tuple[float, ...], ...]:
+        """The linear decay ``A`` of one neuron's states (units of ``1/tau``): ``[[-1]]`` for the
+        RC node, ``[[-1, 1], [0, -tau/tau_a]]`` for (node, amplifier output) with a pole. The
+        chip's field is ``A s`` plus the crossbar drive (:meth:`analogeq.hardware.Chip.force`)."""
+        nc = self.config.neuron
+        if nc.amp_pole_tau > 0:
+            return ((-1.0, 1.0), (0.0, -self.tau / nc.amp_pole_tau))
+        return ((-1.0,),)
+
+    def exact_decay(self) -> ExactDecay:
+        """The exact-decay integrator of this chip's fixed settle window (needs ``settle_time``)."""
+        dyn = self.config.dynamics
+        return ExactDecay(decay=self.decay_matrix(), step=self.sde_dt(),
+                          settle=dyn.settle_time / self.tau, window=dyn.average_window / self.tau)
 
     def read(self, state):
         """The ADC's view of a state: voltages quantized over ``+-adc_range``."""
@@ -72,20 +101,39 @@ class ChipRelaxation(AbstractRelaxation):
         return state if self.config.periphery.sample_hold else self.read(state)
 
     def free(self, term, s0, key=None):
-        return check_finite(self._settle(term, s0, key, term_noise(term)), "chip free phase")
+        return check_finite(self._settle(term, s0, key, term_noise(term), lead=0), "chip free phase")
 
     def nudged(self, term, s0, key=None):
-        return check_finite(self._settle(term, s0, key, term_noise(term)), "chip nudged phase")
+        # The nudged phases arrive stacked, (K, *state_shape): one leading axis.
+        return check_finite(self._settle(term, s0, key, term_noise(term), lead=1), "chip nudged phase")
 
-    def _settle(self, field, s0, key, noise) -> RelaxResult:
+    def _settle(self, field, s0, key, noise, lead) -> RelaxResult:
         if jnp.iscomplexobj(s0):
             raise ValueError("an analog chip relaxes real voltages: holomorphic (complex) nudges "
                              "need the digital emulator; use ep_kind 'centered' or 'one-sided'")
+        integrator = self.config.dynamics.integrator
         if noise is not None:
             if key is None:
                 raise ValueError("the chip has noise on (temperature > 0): pass a PRNG key")
-            return self._sde(field, s0, key, noise)
+            if self.config.dynamics.settle_time is None:
+                raise ValueError("noisy dynamics need a finite settle window: set dynamics.settle_time")
+            if integrator == "tsit5":
+                raise ValueError("dynamics.integrator = 'tsit5' integrates noise-free settles only; "
+                                 "use 'exact-decay' or 'euler-maruyama' with noise on (temperature > 0)")
+            if integrator == "euler-maruyama":
+                return self._sde(field, s0, key, noise)
+            return self._exact(field, s0, lead, noise, key)
+        if integrator == "exact-decay" and not self.config.dynamics.adaptive:
+            return self._exact(field, s0, lead, None, None)
         return self._ode(field, s0)
+
+    def _exact(self, field, s0, lead, noise, key) -> RelaxResult:
+        integ = self.exact_decay()
+        state = integ(field, s0, lead=lead, noise=noise, key=key)
+        r = residual(state, field(state))
+        return RelaxResult(state=state, steps=jnp.asarray(integ.n_steps), residual=r,
+                           converged=r <= 1.5 * self.config.dynamics.steady_tol,
+                           time=jnp.asarray(integ.settle, s0.dtype))
 
     def _window(self):
         dyn = self.config.dynamics
