@@ -66,32 +66,53 @@ def config_from_args(args) -> TrainConfig:
 
 def dry_run(cfg: TrainConfig, hardware: str = "") -> int:
     """``--dry-run``: load the chip and device the configuration names (so their files are
-    checked too), print the resolved configuration as TOML, run nothing."""
+    checked too) and refuse chip options a chip run cannot honour, print the resolved
+    configuration as TOML, run nothing."""
+    from analogeq.spec import ConfigError
+
     hardware = hardware or cfg.hardware
     if hardware:
-        from analogeq.assembly import load_hardware
+        from analogeq.assembly import check_chip_options, load_hardware
 
-        load_hardware(hardware)
+        try:
+            load_hardware(hardware)
+        except ValueError as e:
+            raise ConfigError(f"hardware {hardware!r}: {one_line(e)}") from None
+        check_chip_options(cfg)
     if cfg.device:
         from analogeq.devices.presets import load_device
 
-        load_device(cfg.device)
+        try:
+            load_device(cfg.device)
+        except ValueError as e:
+            raise ConfigError(f"device {cfg.device!r}: {one_line(e)}") from None
     print(cfg.to_toml(), end="")
     return 0
 
 
 def cmd_train(args) -> int:
     from analogeq.plots import plot_learning_curves
-    from analogeq.report import TRAIN_COLUMNS, format_table
+    from analogeq.tables import TRAIN_COLUMNS, format_table
     from analogeq.assembly import train
 
     cfg = config_from_args(args)
     if args.dry_run:
         return dry_run(cfg)
     out = Path(args.out)
-    result = train(cfg, out, resume=args.resume, progress=not args.no_progress, log=print)
+    from analogeq.training import TrainingInterrupted
+
+    try:
+        result = train(cfg, out, resume=args.resume, progress=not args.no_progress, log=print)
+    except TrainingInterrupted as e:  # the last completed step is checkpointed; e says how to resume
+        print(f"analogeq train: {e}", file=sys.stderr)
+        return 130
     plot_learning_curves({result.summary["label"]: result.history}, out / "learning_curves.png")
     print(format_table([result.summary], TRAIN_COLUMNS))
+    if result.diverged:  # an outcome, not a crash: records written, exit status 3
+        d = result.summary["diverged"]
+        print(f"analogeq train: diverged at step {d['step']} in the {d['phase']} phase: {d['reason']}; "
+              f"wrote {out}/metrics.jsonl, summary.json, learning_curves.png", file=sys.stderr)
+        return 3
     print(f"wrote {out}/metrics.jsonl, summary.json, learning_curves.png, checkpoint.eqx")
     return 0
 
@@ -206,10 +227,14 @@ def main(argv: list[str] | None = None) -> int:
     ``analogeq COMMAND: error: ...`` to stderr and returns 2; an unexpected internal error
     prints one line and returns 1 (``--debug`` prints the traceback); Ctrl-C returns 130."""
     try:
-        args = build_parser().parse_args(argv)
+        args, extra = build_parser().parse_known_args(argv)
     except SystemExit as e:  # argparse: --help (0) or a bad flag (2, message already printed)
         return e.code if isinstance(e.code, int) else 2
     prefix = _command(args)
+    if extra:  # named after the subcommand that does not know them (argparse names the top parser)
+        print(f"{prefix}: error: unrecognized arguments: {' '.join(extra)} (see '{prefix} --help')",
+              file=sys.stderr)
+        return 2
     try:
         return args.func(args)
     except KeyboardInterrupt:

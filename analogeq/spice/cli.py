@@ -48,26 +48,31 @@ def _add_block_options(p: argparse.ArgumentParser) -> None:
 def _build(args):
     import jax
 
-    jax.config.update("jax_enable_x64", True)
-    import jax.numpy as jnp
+    from analogeq.spice.blocks import block_sizes, build_block
+    from analogeq.spice.netlist import MAX_NEURONS, SpiceOptions
 
-    from analogeq.spice.blocks import build_block
-    from analogeq.spice.netlist import SpiceOptions
-
-    chip, x = build_block(args.sizes or args.block or "n8", args.hardware, args.seed)
-    if args.input is not None:
-        if len(args.input) != chip.sizes[0]:
-            raise ValueError(f"--input needs {chip.sizes[0]} values (one per input neuron) for sizes "
-                             f"{chip.sizes}; got {len(args.input)}")
-        x = jnp.asarray(args.input, jnp.float64)
-    if args.t_stop is not None and args.t_stop > 1e4 * chip.tau:
-        raise ValueError(f"--t-stop {args.t_stop:g} s is over 1e4 tau (tau = {chip.tau:.3g} s); the "
-                         "block settles within ~20 tau")
+    sizes = block_sizes(args.sizes or args.block or "n8")  # checked before anything is built
+    if sum(sizes[1:]) > MAX_NEURONS:
+        raise ValueError(f"--sizes {' '.join(map(str, sizes))} has {sum(sizes[1:])} hidden + output "
+                         f"neurons; the exporter writes blocks of at most {MAX_NEURONS}")
+    if args.input is not None and len(args.input) != sizes[0]:
+        raise ValueError(f"--input needs {sizes[0]} values (one per input neuron) for sizes "
+                         f"{sizes}; got {len(args.input)}")
     opts = {"nonlinearity": args.nonlinearity}
     for name in ("reltol", "method", "max_step"):
         if getattr(args, name) is not None:
             opts[name] = getattr(args, name)
-    return chip, x, SpiceOptions(**opts)
+    options = SpiceOptions(**opts)
+    jax.config.update("jax_enable_x64", True)  # netlists carry float64 conductances
+    import jax.numpy as jnp
+
+    chip, x = build_block(sizes, args.hardware, args.seed)
+    if args.input is not None:
+        x = jnp.asarray(args.input, jnp.float64)
+    if args.t_stop is not None and args.t_stop > 1e4 * chip.tau:
+        raise ValueError(f"--t-stop {args.t_stop:g} s is over 1e4 tau (tau = {chip.tau:.3g} s); the "
+                         "block settles within ~20 tau")
+    return chip, x, options
 
 
 def cmd_export(args) -> int:
