@@ -15,6 +15,11 @@ one line naming the file. Checkpoints of format 1 (``checkpoint.eqx`` leaves plu
 ``checkpoint.json``, no hash) can still be read for inspection (:func:`load_checkpoint` with
 ``legacy=True``) but not resumed from: the pair cannot be verified.
 
+The run's ``metrics.jsonl`` is append-only (:class:`MetricsLog`); each checkpoint records the
+length and SHA-256 of the log as it stood, so a resume keeps exactly that prefix (replacing
+the log through a temporary file, never rewriting it in place) and refuses a log that was
+shortened, edited or lost.
+
 Fault injection (testing only): with the environment variable ``ANALOGEQ_FAULT=<point>`` (or
 ``<point>@<n>`` for its n-th occurrence) the process kills itself with ``SIGKILL`` at that
 point, e.g. ``checkpoint:renamed``; :data:`FAULT_POINTS` lists them.
@@ -42,6 +47,7 @@ MAGIC = b"ANALOGEQ-CHECKPOINT\n"
 FORMAT = 2
 
 FAULT_ENV = "ANALOGEQ_FAULT"
+FAULT_SIGNAL_ENV = "ANALOGEQ_FAULT_SIGNAL"  # e.g. INT: a Ctrl-C at the point instead of SIGKILL
 FAULT_POINTS = (
     "checkpoint:partial",       # half of the temporary file written
     "checkpoint:temp-written",  # temporary file complete, not yet fsync-ed
@@ -68,7 +74,8 @@ class CheckpointMissing(CheckpointError, FileNotFoundError):
 
 def fault(point: str) -> None:
     """Kill this process with ``SIGKILL`` if ``$ANALOGEQ_FAULT`` names ``point`` (fault-injection
-    tests of crash safety); a no-op otherwise."""
+    tests of crash safety; ``$ANALOGEQ_FAULT_SIGNAL=INT`` sends a Ctrl-C instead); a no-op
+    otherwise."""
     spec = os.environ.get(FAULT_ENV)
     if not spec:
         return
@@ -79,7 +86,7 @@ def fault(point: str) -> None:
     if _fault_counts[point] == (int(nth) if nth else 1):
         sys.stdout.flush()
         sys.stderr.flush()
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), getattr(signal, "SIG" + os.environ.get(FAULT_SIGNAL_ENV, "KILL")))
 
 
 def encode(tree, meta: dict) -> bytes:

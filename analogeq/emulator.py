@@ -36,15 +36,15 @@ def residual(s: Array, f: Array) -> Array:
 
 
 def check_finite(result: RelaxResult, what: str) -> RelaxResult:
-    """Raise (inside jit too) when a relaxation produced NaN or inf."""
+    """Flag a relaxation that produced NaN or inf: its residual becomes ``+inf`` and it is not
+    converged, so gating leaves it out and the training loop reports the run as diverged
+    (:func:`analogeq.training.fit`). ``what`` names the phase for readers of the code only:
+    nothing is raised inside jit, because a host callback (``eqx.error_if``) turns a divergence
+    into a crash and keeps the compiled step out of JAX's persistent compilation cache."""
+    del what
     ok = jnp.all(jnp.isfinite(result.state))
-    state = eqx.error_if(
-        result.state,
-        ~ok,
-        f"{what}: the relaxation produced a non-finite state (NaN/inf); lower the step size "
-        "eps, the weights' scale or the nudge beta",
-    )
-    return eqx.tree_at(lambda r: r.state, result, state)
+    return eqx.tree_at(lambda r: (r.residual, r.converged), result,
+                       (jnp.where(ok, result.residual, jnp.inf), result.converged & ok))
 
 
 class AbstractRelaxation(eqx.Module):

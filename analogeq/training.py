@@ -11,7 +11,7 @@ specific to a chip arrives in the parts.
 
 from __future__ import annotations
 
-import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,13 +24,29 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from analogeq import stability
-from analogeq.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from analogeq.checkpoint import (
+    METRICS,
+    STATE,
+    CheckpointError,
+    MetricsLog,
+    load_checkpoint,
+    remove_checkpoint,
+    save_checkpoint,
+)
 from analogeq.config import TrainConfig
 from analogeq.costs import AbstractCost
 from analogeq.data import Dataset
 from analogeq.emulator import AbstractRelaxation
 from analogeq.ep import AbstractEstimator, compare_gradients
 from analogeq.evaluation import evaluate
+from analogeq.jsonio import (
+    jsonl_line,
+    loads_strict,
+    sanitize,
+    write_bytes_atomic,
+    write_json,
+    write_text_atomic,
+)
 from analogeq.streams import Streams
 from analogeq.updaters import AbstractUpdater
 
@@ -120,40 +136,168 @@ def gradient_probe(model, cost, relaxation, probe, xs, ys, key=None) -> dict:
 @dataclass
 class TrainResult:
     """Final model, every metrics record, a summary (see :func:`summarize`) and the updater's
-    final state (for a pulsed chip: the per-device pulse counters, ``state["pulses"]``)."""
+    final state (for a pulsed chip: the per-device pulse counters, ``state["pulses"]``).
+
+    When the run diverged (``summary["status"] == "diverged"``), ``model`` and ``state`` are
+    those of the last step before the divergence."""
 
     model: eqx.Module
     history: list[dict]
     summary: dict
     state: object = None
 
+    @property
+    def diverged(self) -> bool:
+        """Whether the run stopped on a divergence (see :func:`divergence`)."""
+        return self.summary.get("status") == "diverged"
 
-def _jsonable(d: dict) -> dict:
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`fit`; the last completed step was checkpointed first and the
+    message says where and how to resume."""
+
+
+LOSS_LIMIT = 1e6
+"""Mean training loss above which a run counts as exploding (the costs of :mod:`analogeq.costs`
+are O(1) on a working network; a relaxation running away with Euler steps past the stability
+limit gives 1e20 and more)."""
+WEIGHT_GROWTH_LIMIT = 1e6
+"""Largest parameter magnitude, relative to the largest initial one (at least 1), above which a
+run counts as exploding."""
+
+
+def _num(v) -> float:
+    """A metrics value as a float (``None``, a non-finite number written as JSON ``null``: NaN)."""
+    return float("nan") if v is None else float(v)
+
+
+def _raw(d: dict) -> dict:
     return {k: (v.item() if hasattr(v, "item") else v) for k, v in d.items()}
 
 
-def summarize(history: list[dict], label: str, seconds: float, steps_run: int) -> dict:
+def _jsonable(d: dict) -> dict:
+    return sanitize(_raw(d))
+
+
+_REASONS = {
+    "final_test_acc": "no evaluation recorded", "best_test_acc": "no evaluation recorded",
+    "grad_cosine_mean": "no gradient probe recorded (exact estimator, or no evaluation)",
+    "grad_cosine_min": "no gradient probe recorded (exact estimator, or no evaluation)",
+    "grad_cosine_final": "no gradient probe recorded (exact estimator, or no evaluation)",
+    "steps_per_second": "no training step ran",
+    "energy_per_step_J": "no step reported an energy estimate (the digital emulator has no energy model)",
+    "latency_per_step_s": "no step reported a latency estimate (the digital emulator has no energy model)",
+}
+
+
+def summarize(history: list[dict], label: str, seconds: float, steps_run: int,
+              diverged: dict | None = None) -> dict:
     """Final/best test accuracy, gradient-probe statistics, throughput and, on a chip, the mean
-    estimated energy and latency per training step (NaN for the digital emulator)."""
+    estimated energy and latency per training step (NaN for the digital emulator, with a
+    ``<field>_reason`` beside every NaN). ``status`` is ``"completed"`` or ``"diverged"``, and
+    ``diverged`` then holds the step, phase and reason (see :func:`divergence`)."""
     evals = [r for r in history if r["kind"] == "eval"]
     train = [r for r in history if r["kind"] == "train"]
-    cos = [r["grad_cosine"] for r in evals if "grad_cosine" in r]
-    energy = [r["energy_J"] for r in train if "energy_J" in r]
-    latency = [r["latency_s"] for r in train if "latency_s" in r]
-    return {
+    acc = np.array([_num(r.get("test_acc")) for r in evals])
+    cos = [_num(r["grad_cosine"]) for r in evals if "grad_cosine" in r]
+    energy = [_num(r["energy_J"]) for r in train if "energy_J" in r]
+    latency = [_num(r["latency_s"]) for r in train if "latency_s" in r]
+    nan = float("nan")
+    s = {
         "label": label,
-        "final_test_acc": evals[-1]["test_acc"] if evals else float("nan"),
-        "best_test_acc": max((r["test_acc"] for r in evals), default=float("nan")),
-        "grad_cosine_mean": float(np.mean(cos)) if cos else float("nan"),
-        "grad_cosine_min": float(np.min(cos)) if cos else float("nan"),
-        "grad_cosine_final": cos[-1] if cos else float("nan"),
-        "unconverged_train_samples": int(sum(r["unconverged"] for r in train)),
+        "status": "diverged" if diverged else "completed",
+        "final_test_acc": float(acc[-1]) if acc.size else nan,
+        "best_test_acc": float(np.nanmax(acc)) if np.isfinite(acc).any() else nan,
+        "grad_cosine_mean": float(np.mean(cos)) if cos else nan,
+        "grad_cosine_min": float(np.min(cos)) if cos else nan,
+        "grad_cosine_final": cos[-1] if cos else nan,
+        "unconverged_train_samples": int(sum(r.get("unconverged") or 0 for r in train)),
+        "nudged_failed_train_samples": int(sum(r.get("nudged_failed") or 0 for r in train)),
         "steps": train[-1]["step"] if train else 0,
         "seconds": seconds,
-        "steps_per_second": steps_run / seconds if seconds > 0 else float("nan"),
-        "energy_per_step_J": float(np.mean(energy)) if energy else float("nan"),
-        "latency_per_step_s": float(np.mean(latency)) if latency else float("nan"),
+        "steps_per_second": steps_run / seconds if seconds > 0 and steps_run > 0 else nan,
+        "energy_per_step_J": float(np.mean(energy)) if energy else nan,
+        "latency_per_step_s": float(np.mean(latency)) if latency else nan,
     }
+    # Why a field is NaN: nothing to compute it from (the reason of _REASONS), or the records
+    # held non-finite values (a diverged run).
+    empty = {"final_test_acc": not evals, "best_test_acc": not evals, "grad_cosine_mean": not cos,
+             "grad_cosine_min": not cos, "grad_cosine_final": not cos, "steps_per_second": True,
+             "energy_per_step_J": not energy, "latency_per_step_s": not latency}
+    for k, v in list(s.items()):
+        if isinstance(v, float) and not math.isfinite(v):
+            s[f"{k}_reason"] = _REASONS[k] if empty.get(k) else "non-finite values in the metrics"
+    if diverged:
+        s["steps"] = diverged["step"] - 1  # the steps completed before it
+        s["diverged"] = {k: diverged[k] for k in ("step", "phase", "reason")}
+    return s
+
+
+@eqx.filter_jit
+def _leaf_scales(model):
+    leaves = jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))
+    return jnp.stack([jnp.max(jnp.abs(x)).astype(jnp.float32) for x in leaves]) if leaves else jnp.zeros(0)
+
+
+def divergence(metrics: dict, scales, finite_at_start, weight_limit: float, gate: bool,
+               batch: int) -> dict | None:
+    """Whether a training step diverged; ``None`` if not, else ``{"phase", "residual",
+    "value", "reason"}``.
+
+    Checked in order: a non-finite free phase (``phase "free"``); failed nudged phases
+    (``"nudged"``: with the gate, only when every sample of the batch failed, since the gate
+    leaves failed samples out of the update; without it, when one was non-finite); a
+    non-finite loss or one above :data:`LOSS_LIMIT` (``"free"`` when free phases were also
+    unconverged, i.e. the relaxation ran away, else ``"loss"``); a parameter that became
+    non-finite or grew past ``weight_limit`` (``"update"``). ``residual`` is the residual
+    ``|F|/|s|`` of the failed phase (the free phase's for ``loss`` and ``update``), ``value``
+    the offending loss or parameter magnitude.
+
+    Args:
+        metrics: the step's metrics (host floats).
+        scales: the largest ``|x|`` of each inexact leaf of the updated model.
+        finite_at_start: per leaf, whether it was finite in the initial model (a chip may hold
+            infinite constants, which are not parameters going non-finite).
+        weight_limit: largest allowed parameter magnitude.
+        gate: whether failed samples are left out of the update (``TrainConfig.gate``).
+        batch: samples in the batch.
+    """
+    free_r, nudged_r = _num(metrics.get("free_residual_max")), _num(metrics.get("nudged_residual_max"))
+    loss, unconverged = _num(metrics.get("loss")), int(metrics.get("unconverged") or 0)
+    nf = metrics.get("nudged_failed")
+    if not math.isfinite(free_r):
+        return {"phase": "free", "residual": free_r, "value": loss,
+                "reason": "the free phase produced a non-finite state (NaN/inf); lower eps, the "
+                          "gain or the learning rate"}
+    if nf is None:  # an estimator that does not count failures: any non-finite one is fatal
+        failed = not math.isfinite(nudged_r)
+        count = "some"
+    else:
+        failed = (int(nf) >= batch) if gate else not math.isfinite(nudged_r)
+        count = f"{int(nf)} of {batch}"
+    if failed:
+        return {"phase": "nudged", "residual": nudged_r, "value": loss,
+                "reason": f"the nudged phases failed on {count} samples (max residual "
+                          f"{nudged_r:.3g}): " + ("none was left to learn from; " if gate else
+                          "the gate is off, so they entered the update; ")
+                          + "lower beta, eps or the gain"}
+    if not (math.isfinite(loss) and loss <= LOSS_LIMIT):
+        if unconverged:
+            return {"phase": "free", "residual": free_r, "value": loss,
+                    "reason": f"the training loss is {loss:.3g} (limit {LOSS_LIMIT:g}) with "
+                              f"{unconverged} of {batch} free phases unconverged: the relaxation "
+                              "runs away; lower eps or the gain"}
+        return {"phase": "loss", "residual": free_r, "value": loss,
+                "reason": f"the training loss is {loss:.3g} (limit {LOSS_LIMIT:g}); lower the "
+                          "learning rate"}
+    scales = np.asarray(scales, dtype=np.float64)[np.asarray(finite_at_start, dtype=bool)]
+    wmax = float(np.max(scales)) if scales.size else 0.0
+    if not (math.isfinite(wmax) and wmax <= weight_limit):
+        what = "non-finite" if not math.isfinite(wmax) else f"{wmax:.3g} (limit {weight_limit:.3g})"
+        return {"phase": "update", "residual": free_r, "value": wmax,
+                "reason": f"the update made the largest parameter magnitude {what}; lower the "
+                          "learning rate"}
+    return None
 
 
 def fit(
@@ -169,13 +313,21 @@ def fit(
     """The training loop: train ``parts`` as ``cfg`` says (:func:`analogeq.assembly.train`
     builds the parts and calls this; ``analogeq train`` calls that).
 
+    Every step's metrics are appended to ``metrics.jsonl`` (strict JSON: a non-finite number is
+    ``null`` with a ``<field>_reason``). A step that diverges (:func:`divergence`) ends the
+    run: a ``{"kind": "diverged", "step", "phase", "residual", ...}`` record, a summary with
+    ``"status": "diverged"`` and the last good model in the result. Ctrl-C checkpoints the last
+    completed step and raises :class:`TrainingInterrupted`.
+
     Args:
         parts: the run's parts (:mod:`analogeq.assembly`).
         cfg: the run's configuration (steps, batches, seeds, book-keeping).
         out_dir: where ``metrics.jsonl``, ``config.toml``, ``summary.json`` and the checkpoint go
-            (nothing is written when ``None``).
+            (nothing is written when ``None``). A fresh run removes an old checkpoint there first.
         resume: continue from the checkpoint in ``out_dir`` (same configuration except
-            :data:`RESUMABLE_CHANGES`); the continuation is bit-identical to an uninterrupted run.
+            :data:`RESUMABLE_CHANGES`); the checkpoint and the part of ``metrics.jsonl`` it was
+            written after are verified by hash, later records are dropped, and the continuation
+            is bit-identical to an uninterrupted run.
         progress: show a progress bar.
         label: the run's name in the progress bar and summary (default ``parts.label``).
         log: where one-line messages go (default: nowhere).
@@ -184,19 +336,25 @@ def fit(
     data, log = parts.data, log or (lambda msg: None)
     out = Path(out_dir) if out_dir is not None else None
     model, state, start, history = parts.model, parts.updater.init(parts.model), 0, []
-
+    scales0 = np.asarray(_leaf_scales(parts.model), dtype=np.float64)
+    finite0 = np.isfinite(scales0)
+    weight_limit = WEIGHT_GROWTH_LIMIT * max(1.0, float(np.max(scales0[finite0], initial=0.0)))
+    mlog = None
     if resume:
-        if out is None or not has_checkpoint(out):
-            raise FileNotFoundError(f"--resume: no checkpoint in {out}")
-        (model, state), meta = load_checkpoint(out, (model, state))
-        _check_resumable(cfg, meta["config"])
+        if out is None:
+            raise ValueError("resume needs the run's output directory (out_dir)")
+        (model, state), meta = load_checkpoint(out, (model, state), legacy=False,
+                                               check=lambda meta: _check_resumable(cfg, meta, out))
         start = meta["step"]
-        history = [r for r in _read_jsonl(out / "metrics.jsonl") if r["step"] <= start]
+        mlog, history = MetricsLog.resume(out / METRICS, meta)
         log(f"resumed from step {start} in {out}")
-    if out is not None:
+    elif out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.toml").write_text(cfg.to_toml())
-        _write_jsonl(out / "metrics.jsonl", history)
+        remove_checkpoint(out)  # never pair an old run's checkpoint with this run's log
+        (out / "summary.json").unlink(missing_ok=True)
+        mlog = MetricsLog.create(out / METRICS)
+    if out is not None:
+        write_text_atomic(out / "config.toml", cfg.to_toml())
 
     step_fn = make_train_step(parts, cfg.gate)
     streams = Streams.of(cfg)
@@ -206,9 +364,9 @@ def fit(
     def record(rec):
         rec = _jsonable(rec)
         history.append(rec)
-        if out is not None:
-            with open(out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(rec) + "\n")
+        if mlog is not None:
+            mlog.append(rec)
+        return rec
 
     eval_key = streams.eval
 
@@ -219,53 +377,107 @@ def fit(
         if parts.probe is not None and (k % cfg.probe_every == 0 or k == cfg.steps):
             rec.update(gradient_probe(m, parts.cost, parts.relaxation, parts.probe, probe_x,
                                       probe_y, eval_key))
-        record(rec)
-        return rec
+        return record(rec)
 
-    if start == 0:
+    def checkpoint(step, m, st, mark):
+        mlog.sync()  # the log is durable before a checkpoint claims it
+        save_checkpoint(out, (m, st), {"step": step, "config": cfg.to_dict(), **mark})
+
+    if not resume:  # a checkpoint is only ever written after the step-0 evaluation
         do_eval(0, model)
+    # The last completed step, what Ctrl-C checkpoints, and the step of the checkpoint on disk.
+    good = (start, model, state, mlog.mark() if mlog else None)
+    saved = start if resume else -1
+    diverged = None
     t0 = time.perf_counter()
     bar = tqdm(total=cfg.steps, initial=start, disable=not progress, desc=label, unit="step")
-    for k in range(start, cfg.steps):
-        idx = data.batch_indices(k, cfg.batch_size, cfg.seed)
-        model, state, m = step_fn(model, state, jnp.asarray(data.x_train[idx]),
-                                  jnp.asarray(data.y_train[idx]), streams.step(k))
-        rec = {"kind": "train", "step": k + 1, **m}
-        record(rec)
-        if rec["unconverged"]:
-            log(f"step {k + 1}: {rec['unconverged']} samples did not converge "
-                f"(max residual {rec['free_residual_max']:.2e}); "
-                + ("left out of the update" if cfg.gate else "used anyway (gate off)"))
-        done = k + 1
-        if done % cfg.eval_every == 0 or done == cfg.steps:
-            ev = do_eval(done, model)
-            bar.set_postfix(loss=f"{rec['loss']:.3f}", test_acc=f"{ev['test_acc']:.3f}")
-        if out is not None and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
-            save_checkpoint(out, (model, state), {"step": done, "config": cfg.to_dict()})
-        bar.update(1)
+    try:
+        for k in range(start, cfg.steps):
+            idx = data.batch_indices(k, cfg.batch_size, cfg.seed)
+            new_model, new_state, m = step_fn(model, state, jnp.asarray(data.x_train[idx]),
+                                              jnp.asarray(data.y_train[idx]), streams.step(k))
+            m = _raw(m)
+            why = divergence(m, _leaf_scales(new_model), finite0, weight_limit, cfg.gate, len(idx))
+            rec = record({"kind": "train", "step": k + 1, **m})
+            if why is not None:
+                diverged = record({"kind": "diverged", "step": k + 1, **why})
+                log(f"step {k + 1}: diverged in the {why['phase']} phase: {why['reason']}")
+                break
+            model, state = new_model, new_state
+            _log_gated(rec, cfg.gate, log)
+            done = k + 1
+            if done % cfg.eval_every == 0 or done == cfg.steps:
+                ev = do_eval(done, model)
+                bar.set_postfix(loss=f"{_num(rec['loss']):.3f}", test_acc=f"{_num(ev['test_acc']):.3f}")
+            if mlog is not None and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
+                checkpoint(done, model, state, mlog.mark())
+                saved = done
+            good = (done, model, state, mlog.mark() if mlog else None)
+            bar.update(1)
+    except KeyboardInterrupt:
+        bar.close()
+        step, m_good, s_good, mark = good
+        if mlog is not None and step > saved and step > 0:
+            checkpoint(step, m_good, s_good, mark)
+            saved = step
+        if mlog is None:
+            msg = f"interrupted after step {step}; nothing was saved (no output directory)"
+        elif saved <= 0:
+            msg = "interrupted before the first training step completed; nothing to resume: start the run again"
+        else:
+            msg = (f"interrupted: step {saved} is checkpointed in {out}; continue with the same "
+                   "command and --resume")
+        raise TrainingInterrupted(msg) from None
     bar.close()
     seconds = time.perf_counter() - t0
-    summary = summarize(history, label, seconds, cfg.steps - start)
+    summary = summarize(history, label, seconds, (diverged["step"] - 1 if diverged else cfg.steps) - start,
+                        diverged)
     if out is not None:
-        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        write_json(out / "summary.json", summary)
     return TrainResult(model=model, history=history, summary=summary, state=state)
 
 
-def _check_resumable(cfg: TrainConfig, saved: dict) -> None:
+def _log_gated(rec: dict, gate: bool, log) -> None:
+    """One line for a step with samples left out (or, gate off, used anyway)."""
+    what = "left out of the update" if gate else "used anyway (gate off)"
+    if rec.get("unconverged"):
+        log(f"step {rec['step']}: {rec['unconverged']} samples did not converge "
+            f"(max residual {_num(rec['free_residual_max']):.2e}); {what}")
+    if rec.get("nudged_failed"):
+        log(f"step {rec['step']}: the nudged phases of {rec['nudged_failed']} samples failed "
+            f"(max residual {_num(rec['nudged_residual_max']):.2e}); {what}")
+
+
+def _check_resumable(cfg: TrainConfig, meta: dict, out: Path) -> None:
+    """Refuse a checkpoint written with another configuration or past ``cfg.steps``."""
+    saved = meta.get("config") if isinstance(meta.get("config"), dict) else {}
     now = cfg.to_dict()
     diff = sorted(k for k in now if k not in RESUMABLE_CHANGES and now[k] != saved.get(k))
     if diff:
         raise ValueError(
-            "cannot resume: the checkpoint was written with a different configuration in "
+            f"cannot resume from {out / STATE}: it was written with a different configuration in "
             + ", ".join(f"{k} (checkpoint {saved.get(k)!r}, now {now[k]!r})" for k in diff)
         )
+    if meta["step"] > cfg.steps:
+        raise CheckpointError(
+            f"{out / STATE}: the checkpoint is at step {meta['step']}, beyond steps = {cfg.steps}; "
+            f"resume with steps >= {meta['step']} (--steps {meta['step']} finishes the run as it was)")
 
 
 def _read_jsonl(path: Path) -> list[dict]:
+    """The records of a JSON Lines file; a line that is not JSON is an error naming the file and
+    line (the last line may be torn by a crash and is then reported as such)."""
     if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        raise FileNotFoundError(f"{path} does not exist")
+    lines = path.read_text().splitlines()
+    out = []
+    for i, line in enumerate(lines, 1):
+        if line.strip():
+            out.append(loads_strict(line, f"{path} line {i}" + (" (last line; torn by a crash?)"
+                                                                   if i == len(lines) else "")))
+    return out
 
 
 def _write_jsonl(path: Path, records: list[dict]) -> None:
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    """Write records as strict JSON Lines, atomically (temporary file, fsync, rename)."""
+    write_bytes_atomic(path, b"".join(jsonl_line(r) for r in records))
