@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -28,7 +29,9 @@ class ArgumentParser(argparse.ArgumentParser):
     (no usage block), exit status 2. Subparsers inherit the class."""
 
     def error(self, message: str):  # noqa: D102 -- argparse's hook
-        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
+        # "argument --x: must be ..." (a type below failed) reads "--x must be ..."
+        message = re.sub(r"^argument (\S+): must be ", r"\1 must be ", " ".join(message.split()))
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _interval(lo, hi, lo_open, hi_open) -> str:
@@ -42,10 +45,10 @@ def _interval(lo, hi, lo_open, hi_open) -> str:
 
 
 def number(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
-           hi_open: bool = False, unit: str = "") -> Callable[[str], float]:
+           hi_open: bool = False, unit: str = "", allowed: str = "") -> Callable[[str], float]:
     """A finite float in ``[lo, hi]`` (``lo_open``/``hi_open`` exclude the end; ``None``: no
-    bound); ``unit`` is appended to the message."""
-    allowed = _interval(lo, hi, lo_open, hi_open) + (f" {unit}" if unit else "")
+    bound); ``unit`` is appended to the message, ``allowed`` replaces its description."""
+    allowed = allowed or _interval(lo, hi, lo_open, hi_open) + (f" {unit}" if unit else "")
 
     def parse(text: str) -> float:
         try:
@@ -95,9 +98,9 @@ def _first_existing(path: Path) -> Path:
 
 
 def _check_writable_below(path: Path, text: str) -> None:
-    """The nearest existing ancestor of ``path`` must be a writable directory (so the folders
-    below it can be created)."""
-    anc = _first_existing(path.parent if not path.exists() else path)
+    """The nearest existing ancestor of ``path`` (the path itself, for an existing folder) must be
+    a writable directory, so the file or the folders below it can be created."""
+    anc = _first_existing(path if path.is_dir() else path.parent)
     if not anc.is_dir():
         raise argparse.ArgumentTypeError(f"cannot create {text!r}: {anc} is not a directory")
     if not os.access(anc, os.W_OK | os.X_OK):

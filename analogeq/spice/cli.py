@@ -29,7 +29,8 @@ def _add_block_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--input", type=T.number(-10.0, 10.0, unit="state units"), nargs="+", metavar="X",
                    help="input sample in state units (volts / v_unit), one value per input neuron, "
                         "in [-10, 10] (default: seeded uniform in [-1, 1])")
-    g.add_argument("--t-stop", type=T.number(0.0, 1.0, lo_open=True, unit="s"), default=None,
+    g.add_argument("--t-stop", type=T.number(0.0, 1.0, lo_open=True, allowed="> 0 seconds (at most 1 s)"),
+                   default=None,
                    help=".tran length in seconds, at most 1e4 tau (default: 20 tau, tau = C / g_leak)")
     g.add_argument("--nonlinearity", choices=("behavioral", "bjt"), default="behavioral",
                    help="neuron nonlinearity circuit: behavioral tanh source or BJT differential "
