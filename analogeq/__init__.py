@@ -66,7 +66,10 @@ _LAZY = {
     "ChipRelaxation": "analogeq.hardware.dynamics",
     "realize": "analogeq.hardware.realize",
     "available_presets": "analogeq.hardware.config",
-    # devices
+    # data and devices
+    "load_task": "analogeq.data",
+    "register_task": "analogeq.data",
+    "Dataset": "analogeq.data",
     "load_device": "analogeq.devices.presets",
     "available_devices": "analogeq.devices.presets",
     # reports
