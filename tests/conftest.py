@@ -1,8 +1,15 @@
 """Tests run in float64 where they isolate a method from rounding; models state their dtype."""
 
+import os
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import pytest
+
+# Commands the tests run (in process or as subprocesses) share one compilation cache in the
+# checkout, not the user's home.
+os.environ.setdefault("ANALOGEQ_COMPILE_CACHE", str(Path(__file__).resolve().parents[1] / ".cache" / "jax"))
 
 jax.config.update("jax_enable_x64", True)
 
