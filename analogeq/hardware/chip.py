@@ -22,40 +22,11 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array
 
-from analogeq.devices.pulsed import DeviceState
 from analogeq.hardware.config import ChipConfig
 from analogeq.hardware.constants import K_B
 from analogeq.hardware.converters import quantize
+from analogeq.hardware.tile import Tile  # re-exported: Chip's tiles
 from analogeq.models.layered import LeakyNetwork, _Layered
-
-
-class Tile(eqx.Module):
-    """One crossbar tile of differential pairs: conductances [S] and per-device bounds [S].
-
-    ``g_pos``/``g_neg`` are the programmable state; ``lo``/``hi`` (shape ``(2, *g.shape)`` for
-    the + and - device) are the device-to-device bounds sampled once per chip. ``device`` holds
-    the per-device parameters of a pulsed device model (:mod:`analogeq.devices`) when the tile
-    is programmed with pulses (see :func:`analogeq.hardware.pulsed.attach_devices`).
-    """
-
-    g_pos: Array
-    g_neg: Array
-    lo: Array
-    hi: Array
-    device: DeviceState | None = None
-
-    def weight(self, g_ref: float) -> Array:
-        """Signed weight ``(G+ - G-) / G_ref`` (dimensionless)."""
-        return (self.g_pos - self.g_neg) / g_ref
-
-    def with_read_noise(self, key, sigma: float) -> "Tile":
-        """Conductances seen by one read: each device scaled by ``1 + sigma xi``."""
-        kp, kn = jax.random.split(key)
-        return eqx.tree_at(
-            lambda t: (t.g_pos, t.g_neg), self,
-            (self.g_pos * (1 + sigma * jax.random.normal(kp, self.g_pos.shape, self.g_pos.dtype)),
-             self.g_neg * (1 + sigma * jax.random.normal(kn, self.g_neg.shape, self.g_neg.dtype))),
-        )
 
 
 class Chip(_Layered):
@@ -97,7 +68,7 @@ class Chip(_Layered):
     def tiles(self) -> tuple[Tile, ...]:
         return self.forward + self.feedback + self.biases
 
-    def map_tiles(self, f) -> "Chip":
+    def map_tiles(self, f) -> Chip:
         """The chip with tile ``k`` (in :meth:`tiles` order) replaced by ``f(k, tile)``."""
         new = [f(k, t) for k, t in enumerate(self.tiles())]
         nf, nb = len(self.forward), len(self.feedback)
@@ -120,16 +91,28 @@ class Chip(_Layered):
         p, vu = self.config.periphery, self.config.neuron.v_unit
         return quantize(x * vu, p.dac_bits, p.dac_range) / vu
 
-    def drive(self, v: Array, x: Array) -> Array:
-        """``sum_j W_ij u_j + b_i`` for every neuron (units of ``v_unit``)."""
-        g_ref = self.config.crossbar.G_ref
+    def tile_inputs(self, x: Array, v: Array) -> tuple[Array, ...]:
+        """What drives each tile's columns (units of ``v_unit``), in :meth:`tiles` order, for
+        input ``x`` and node voltages ``v``: the DAC output into the first forward tile, the
+        presynaptic nonlinearity outputs into the others and the feedback tiles, and the unit
+        bias line (``1``, i.e. ``v_unit``) into the bias tiles."""
         u = self.layers(self.rho(v))
         below = [self.dac(x)] + u[:-1]
+        one = jnp.ones((1,), v.dtype)
+        return tuple(below) + tuple(u[1:]) + (one,) * len(u)
+
+    def drive(self, v: Array, x: Array) -> Array:
+        """``sum_j W_ij u_j + b_i`` for every neuron (units of ``v_unit``): each layer's forward,
+        bias and feedback tile read (:meth:`Tile.read`) onto its neurons' nodes."""
+        cb = self.config.crossbar
+        inputs = self.tile_inputs(x, v)
+        n, nf = len(self.forward), len(self.feedback)
+        fwd, fb, bias = inputs[:n], inputs[n:n + nf], inputs[n + nf:]
         out = []
-        for l in range(len(u)):
-            d = self.forward[l].weight(g_ref) @ below[l] + self.biases[l].weight(g_ref)
-            if l + 1 < len(u):
-                d = d + self.feedback[l].weight(g_ref) @ u[l + 1]
+        for l in range(n):
+            d = self.forward[l].read(fwd[l], cb) + self.biases[l].read(bias[l], cb)
+            if l < nf:
+                d = d + self.feedback[l].read(fb[l], cb)
             out.append(d)
         return jnp.concatenate(out)
 
@@ -164,18 +147,13 @@ class Chip(_Layered):
         or 1 for a bias column) and ``d`` the adjoint of the rows' drive. These are the signals
         a crossbar's periphery has for a pulsed rank-one update.
         """
-        v = self.voltages(s)
-        u = self.layers(self.rho(v))
-        below = [self.dac(x)] + u[:-1]
         n = self.n_neurons
         drive_adjoint = a[n:] / (self.config.neuron.amp_pole_tau / self.tau) if self.has_pole else a[:n]
         d = self.layers(drive_adjoint)
-        one = jnp.ones((1,), v.dtype)
-        return (tuple((below[l], d[l]) for l in range(len(u)))
-                + tuple((u[l + 1], d[l]) for l in range(len(u) - 1))
-                + tuple((one, d[l]) for l in range(len(u))))
+        rows = d + d[: len(self.feedback)] + d  # the layer each tile (tiles() order) drives
+        return tuple(zip(self.tile_inputs(x, self.voltages(s)), rows))
 
-    def sample_phase(self, key) -> "Chip":
+    def sample_phase(self, key) -> Chip:
         sigma = self.config.crossbar.read_noise
         if sigma == 0:
             return self
@@ -202,8 +180,7 @@ class Chip(_Layered):
             rows = []
             for l in range(len(self.sizes) - 1):
                 g = [self.forward[l], self.biases[l]] + ([self.feedback[l]] if l < len(self.feedback) else [])
-                rows.append(sum(jnp.sum(t.g_pos + t.g_neg, axis=-1) if t.g_pos.ndim == 2
-                                else t.g_pos + t.g_neg for t in g))
+                rows.append(sum(t.line_conductance() for t in g))
             gsum = jnp.concatenate(rows)
             xbar = jnp.sqrt(2 * kt * gsum / self.tau) / (cfg.crossbar.G_ref * vu)
         if not self.has_pole:
@@ -213,9 +190,9 @@ class Chip(_Layered):
 
     def as_model(self) -> LeakyNetwork:
         """The network the chip's conductances currently encode (ignoring circuit mismatch)."""
-        return self._as_network(lambda t: t.weight(self.config.crossbar.G_ref), self)
+        return self._as_network(lambda t: t.weights(self.config.crossbar), self)
 
-    def weight_gradient(self, grads: "Chip") -> LeakyNetwork:
+    def weight_gradient(self, grads: Chip) -> LeakyNetwork:
         """A chip gradient (w.r.t. conductances) in weight units, shaped like :meth:`as_model`:
         ``dL/dW = G_ref dL/dG+ = -G_ref dL/dG-`` (the average of both)."""
         g_ref = self.config.crossbar.G_ref

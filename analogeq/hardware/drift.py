@@ -15,7 +15,8 @@ import jax
 import jax.numpy as jnp
 
 from analogeq.devices.inference import PCMInference, compensation_factor
-from analogeq.hardware.chip import Chip, Tile
+from analogeq.hardware.chip import Chip
+from analogeq.hardware.tile import Tile
 
 
 class ProgrammedChip(eqx.Module):
@@ -62,8 +63,10 @@ def program_pcm(chip: Chip, model: PCMInference, key) -> ProgrammedChip:
 
 def _calibration(chip: Chip):
     """The drift-compensation read (aihwkit's ``GlobalDriftCompensation``): every tile's
-    outputs for an all-ones input."""
-    return jnp.concatenate([jnp.atleast_1d(jnp.sum(t.g_pos - t.g_neg, axis=-1)) for t in chip.tiles()])
+    outputs (:meth:`Tile.read`, weight units) for an all-ones input, one per row."""
+    cb = chip.config.crossbar
+    return jnp.concatenate([t.read(jnp.ones(t.g_pos.shape[1:] or (1,), t.g_pos.dtype), cb)
+                            for t in chip.tiles()])
 
 
 def chip_at(programmed: ProgrammedChip, t: float, key, compensate: bool = True):

@@ -37,8 +37,9 @@ from analogeq.devices.schemes import (
     TikiTaka,
     deterministic_pulses,
 )
-from analogeq.hardware.chip import Chip, Tile
+from analogeq.hardware.chip import Chip
 from analogeq.hardware.config import ChipConfig
+from analogeq.hardware.tile import Tile
 from analogeq.updaters import AbstractUpdater
 
 UPDATES = ("deterministic", "stochastic", "mixed", "tiki-taka")
@@ -75,9 +76,9 @@ def attach_devices(chip: Chip, device: AbstractDevice, key) -> Chip:
         st = device.sample(keys[k], tile.g_pos.shape, tile.g_pos.dtype)
         w = jnp.clip(tile.weight(cb.G_ref), st.b_min, st.b_max)
         ref = jnp.full_like(w, g0)
-        return Tile(g_pos=ref + w * cb.G_ref, g_neg=ref,
-                    lo=jnp.stack([ref + st.b_min * cb.G_ref, ref]),
-                    hi=jnp.stack([ref + st.b_max * cb.G_ref, ref]), device=st)
+        return Tile(g_pos=ref, g_neg=ref, lo=jnp.stack([ref + st.b_min * cb.G_ref, ref]),
+                    hi=jnp.stack([ref + st.b_max * cb.G_ref, ref]), device=st,
+                    scale=tile.scale).with_weight(w, cb.G_ref)
 
     return chip.map_tiles(attach)
 
@@ -145,7 +146,7 @@ class PulsedUpdater(AbstractUpdater):
             new_w, state = self._digital(chip, grads, state, keys)
         else:
             new_w, state = self._rank_one(chip, state, keys, estimate)
-        chip = chip.map_tiles(lambda k, t: eqx.tree_at(lambda x: x.g_pos, t, t.g_neg + new_w[k] * cb.G_ref))
+        chip = chip.map_tiles(lambda k, t: t.with_weight(new_w[k], cb.G_ref))
         return chip, state
 
     def _digital(self, chip, grads, state, keys):

@@ -5,9 +5,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from analogeq.hardware.chip import Chip, Tile
+from analogeq.hardware.chip import Chip
 from analogeq.hardware.config import ChipConfig
 from analogeq.hardware.programming import program
+from analogeq.hardware.tile import Tile
 from analogeq.models.layered import LeakyNetwork
 
 
@@ -20,14 +21,16 @@ def _bounds(key, shape, cb, dtype):
     return lo, jnp.maximum(hi, lo + 1e-3 * (cb.G_max - cb.G_min))
 
 
-def map_tile(w, cb, key) -> Tile:
-    """Program weights ``w`` as differential pairs around the mid conductance."""
+def map_tile(w, cb, key, scale: float = 1.0) -> Tile:
+    """Program device-pair weights ``w`` (dimensionless, ``(G+ - G-) / G_ref``) as differential
+    pairs around the mid conductance; the tile reads ``scale w`` (its stage gain
+    :attr:`Tile.scale`)."""
     kb, kp, kn = jax.random.split(key, 3)
     lo, hi = _bounds(kb, w.shape, cb, w.dtype)
     mid = (cb.G_min + cb.G_max) / 2
     g_pos = program(mid + w * cb.G_ref / 2, lo[0], hi[0], cb, kp)
     g_neg = program(mid - w * cb.G_ref / 2, lo[1], hi[1], cb, kn)
-    return Tile(g_pos=g_pos, g_neg=g_neg, lo=lo, hi=hi)
+    return Tile(g_pos=g_pos, g_neg=g_neg, lo=lo, hi=hi, scale=scale)
 
 
 def realize(model: LeakyNetwork, config: ChipConfig, key) -> Chip:

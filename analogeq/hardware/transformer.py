@@ -13,7 +13,8 @@ part                        circuit and its non-idealities
 ``W_1, W_2, b_1, b_2``      :func:`analogeq.hardware.realize.map_tile` (levels, programming noise,
                             device-to-device bounds), read noise per settle; a tile whose
                             ``max |W|`` exceeds ``crossbar.w_max`` is stored as ``W / s`` and its
-                            transimpedance stage has gain ``s`` (``Tile scale``)
+                            transimpedance stage has gain ``s`` (``Tile.scale``); every
+                            product is a transposed tile read (``Tile.read_t``, rows driven)
 ``LN1``, ``LN2``, q/k norm  normalization circuit: mean subtraction and division by
                             ``sqrt(mean(c^2) + eps)`` (the digital epsilons), with a gain error
                             ``(1 + gamma)`` per instance (per token; per head and token for q, k);
@@ -122,8 +123,8 @@ class AnalogEqTransformer(AbstractModel):
     ``T <= max_len``.
 
     Attributes:
-        tiles: crossbar tiles by name (:data:`TILES`).
-        tile_scale: the transimpedance gain of each tile (``W = s (G+ - G-) / G_ref``).
+        tiles: crossbar tiles by name (:data:`TILES`), each with its stage gain
+            :attr:`Tile.scale` (``W = s (G+ - G-) / G_ref``; see :attr:`tile_scale`).
         tok, pos, ln1_g, ln1_b, ln2_g, ln2_b, W_h: digital embeddings, layer-norm trims, readout.
         ln1_gain, ln2_gain: normalization-circuit gains ``(L,)``.
         q_gain, k_gain: q/k RMS-norm circuit gains ``(H, L)``.
@@ -156,7 +157,6 @@ class AnalogEqTransformer(AbstractModel):
     gelu_gain: Array
     qk_noise: Array
     pv_noise: Array
-    tile_scale: tuple = eqx.field(static=True)
     n_heads: int = eqx.field(static=True)
     damping: float = eqx.field(static=True)
     qk_norm: bool = eqx.field(static=True)
@@ -182,6 +182,12 @@ class AnalogEqTransformer(AbstractModel):
         return self.config.neuron.amp_pole_tau > 0
 
     @property
+    def tile_scale(self) -> tuple[float, ...]:
+        """The transimpedance gain ``s`` of each tile in :data:`TILES` order
+        (``W = s (G+ - G-) / G_ref``; dimensionless)."""
+        return tuple(self.tiles[n].scale for n in TILES)
+
+    @property
     def state_shape(self) -> tuple[int, ...]:
         core = (self.seq_len, self.d_model)
         return (2, *core) if self.has_pole else core
@@ -194,9 +200,12 @@ class AnalogEqTransformer(AbstractModel):
     # ----------------------------------------------------------------- circuits
     def weight(self, name: str) -> Array:
         """Effective weight of tile ``name`` (dimensionless): ``s (G+ - G-) / G_ref``."""
-        w = self.tiles[name].weight(self.config.crossbar.G_ref)
-        s = dict(zip(TILES, self.tile_scale))[name]
-        return w if s == 1.0 else s * w
+        return self.tiles[name].weights(self.config.crossbar)
+
+    def read(self, name: str, h: Array) -> Array:
+        """Tile ``name`` read with its rows driven at ``h`` (``(T, rows)``, units of
+        ``v_unit``; ``(T, 1)``-broadcastable ones for a bias tile): ``h W``."""
+        return self.tiles[name].read_t(h, self.config.crossbar)
 
     def dac(self, x_in: Array) -> Array:
         """The input DAC's output for embedded inputs ``x_in`` (units of ``v_unit``)."""
@@ -241,7 +250,7 @@ class AnalogEqTransformer(AbstractModel):
         t, d = h.shape
         nh, dh = self.n_heads, d // self.n_heads
         heads = lambda a: a.reshape(t, nh, dh).transpose(1, 0, 2)
-        q, k, v = (heads(h @ self.weight(n)) for n in ("W_q", "W_k", "W_v"))
+        q, k, v = (heads(self.read(n, h)) for n in ("W_q", "W_k", "W_v"))
         if self.qk_norm:
             q, k = self.rms(q, self.q_gain[:, :t]), self.rms(k, self.k_gain[:, :t])
         mask = jnp.tril(jnp.ones((t, t), h.dtype))
@@ -260,7 +269,7 @@ class AnalogEqTransformer(AbstractModel):
         if c.mult_offset_sigma > 0:
             o = o + jnp.einsum("ij,hijc->hic", mask, self.pv_offset[:, :t, :t])
         o = o + self.pv_noise[:, :t]
-        return o.transpose(1, 0, 2).reshape(t, d) @ self.weight("W_o")
+        return self.read("W_o", o.transpose(1, 0, 2).reshape(t, d))
 
     def gelu(self, u: Array) -> Array:
         """The GELU neuron circuits for pre-activations ``u`` ``(T, m d)``."""
@@ -273,7 +282,8 @@ class AnalogEqTransformer(AbstractModel):
 
     def ffn(self, h: Array) -> Array:
         """FFN branch: ``gelu(h W_1 + b_1) W_2 + b_2`` on crossbars and GELU neurons."""
-        return self.gelu(h @ self.weight("W_1") + self.weight("b_1")) @ self.weight("W_2") + self.weight("b_2")
+        one = jnp.ones((1,), h.dtype)  # the bias tiles' drive line, at v_unit
+        return self.read("W_2", self.gelu(self.read("W_1", h) + self.read("b_1", one))) + self.read("b_2", one)
 
     def branches(self, z: Array) -> Array:
         """The branch currents into the nodes, ``Attn(LN1 z) + FFN(LN2 z)`` (units of ``v_unit``
@@ -356,8 +366,8 @@ class AnalogEqTransformer(AbstractModel):
         node = math.sqrt(2 * kt / cfg.neuron.C) / vu if cfg.neuron.kTC_noise else 0.0
         xbar = jnp.zeros((self.d_model,), dtype)
         if cfg.crossbar.thermal_noise:
-            g = sum(jnp.sum(self.tiles[n].g_pos + self.tiles[n].g_neg, axis=0) for n in ("W_o", "W_2"))
-            g = g + self.tiles["b_2"].g_pos + self.tiles["b_2"].g_neg
+            g = sum(self.tiles[n].line_conductance(transposed=True) for n in ("W_o", "W_2"))
+            g = g + self.tiles["b_2"].line_conductance(transposed=True)
             xbar = jnp.sqrt(2 * kt * g / self.tau) / (cfg.crossbar.G_ref * vu)
         shape = (self.seq_len, self.d_model)
         if not self.has_pole:
@@ -405,12 +415,11 @@ def realize_transformer(block: EqTransformer, config: ChipConfig, key, *,
     L, d, nh = block.max_len, block.d_model, block.n_heads
     dh, md = d // nh, block.W_1.shape[1]
     ks = iter(jax.random.split(key, len(TILES) + 12))
-    tiles, scales = {}, []
+    tiles = {}
     for name in TILES:
         w = getattr(block, name)
         s = _tile_scale(name, w, cb.w_max)
-        tiles[name] = map_tile(w / s if s != 1.0 else w, cb, next(ks))
-        scales.append(s)
+        tiles[name] = map_tile(w / s if s != 1.0 else w, cb, next(ks), scale=s)
 
     def normal(shape, sigma):
         k = next(ks)
@@ -430,7 +439,7 @@ def realize_transformer(block: EqTransformer, config: ChipConfig, key, *,
         gelu_offset=normal((L, md), nc.offset_sigma / vu),
         gelu_gain=1 + normal((L, md), nc.gain_sigma),
         qk_noise=jnp.zeros((nh, L, L), dtype), pv_noise=jnp.zeros((nh, L, dh), dtype),
-        tile_scale=tuple(scales), n_heads=nh, damping=block.damping, qk_norm=block.qk_norm,
+        n_heads=nh, damping=block.damping, qk_norm=block.qk_norm,
         seq_len=block.seq_len, config=config, circuits=circuits,
     )
 

@@ -198,7 +198,7 @@ def _columns(chip: Chip, x_volts: np.ndarray):
             tiles.append((chip.feedback[l], [f"u{starts[l + 1] + j}" for j in range(sizes[l + 2])]))
         tiles.append((chip.biases[l], ["b"]))
         rows = [tile.row_pairs(lines) for tile, lines in tiles]
-        cols += [sum((r[i] for r in rows), []) for i in range(sizes[l + 1])]
+        cols += [[pair for r in rows for pair in r[i]] for i in range(sizes[l + 1])]
     return cols
 
 
