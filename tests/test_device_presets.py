@@ -37,7 +37,7 @@ def test_devices_show_plots_the_response_with_spread(tmp_path, capsys):
     assert "reram-gong2018" in capsys.readouterr().out
     assert main(["devices", "show", "gokmen-vlasov", "--n-devices", "16", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "REFERENCES.md: d2d 30 %" in out
+    assert "Gokmen & Vlasov 2016: d2d 30 %" in out
     assert (tmp_path / "gokmen-vlasov.png").stat().st_size > 10_000
     rec = json.loads((tmp_path / "gokmen-vlasov.json").read_text())
     assert rec["params"]["dw_min"] == 0.0016

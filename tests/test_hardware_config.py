@@ -254,7 +254,7 @@ def test_realistic_preset_numbers():
     assert (cfg.neuron.offset_sigma, cfg.neuron.gain_sigma) == (1e-3, 0.02)
     assert (cfg.periphery.dac_bits, cfg.periphery.adc_bits) == (8, 8)
     assert cfg.noise.temperature == 300.0
-    assert cfg.noise.kT == pytest.approx(4.14e-21, rel=1e-3)  # REFERENCES.md
+    assert cfg.noise.kT == pytest.approx(4.14e-21, rel=1e-3)  # k_B (exact, SI 2019) x 300 K
     assert math.sqrt(cfg.noise.kT / cfg.neuron.C) == pytest.approx(64e-6, rel=0.01)
 
 
