@@ -84,7 +84,7 @@ def test_up_down_asymmetry_steps():
 
 # ====================================================================== NumPy reference
 def _np_step(name, dev, w, p, up):
-    """One noise-free pulse, written from the REFERENCES table."""
+    """One noise-free pulse, written from aihwkit's pulsed-device equations (Rasch et al. 2021)."""
     bmin, bmax, dup, ddn = p["b_min"], p["b_max"], p["d_up"], p["d_down"]
     if name == "constant":
         s_up, s_dn = dup, ddn
