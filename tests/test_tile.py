@@ -174,3 +174,15 @@ def test_transformer_products_are_transposed_tile_reads():
     # the thermal-noise sense-line conductance of the node-driving tiles is per column there
     np.testing.assert_allclose(chip.tiles["W_o"].line_conductance(transposed=True),
                                np.sum(np.asarray(chip.tiles["W_o"].g_pos) + np.asarray(chip.tiles["W_o"].g_neg), 0))
+
+
+@pytest.mark.parametrize("scale", [1.0, 2.5])
+def test_weight_gradient_is_the_chain_rule_of_the_read(scale):
+    """A conductance gradient of a loss through the read, mapped by
+    :meth:`Tile.weight_gradient`, equals the gradient w.r.t. the weights the read applies."""
+    t = _tile(jax.random.PRNGKey(12), (4, 3), scale=scale)
+    u = jax.random.normal(jax.random.PRNGKey(13), (3,), F64)
+    y = jax.random.normal(jax.random.PRNGKey(14), (4,), F64)
+    loss_g = lambda tile: jnp.sum((tile.read(u, CB) - y) ** 2)
+    dw = jax.grad(lambda w: jnp.sum((w @ u - y) ** 2))(t.weights(CB))
+    np.testing.assert_allclose(t.weight_gradient(jax.grad(loss_g)(t), CB), dw, rtol=1e-12, atol=1e-14)

@@ -194,9 +194,12 @@ class Chip(_Layered):
 
     def weight_gradient(self, grads: Chip) -> LeakyNetwork:
         """A chip gradient (w.r.t. conductances) in weight units, shaped like :meth:`as_model`:
-        ``dL/dW = G_ref dL/dG+ = -G_ref dL/dG-`` (the average of both)."""
-        g_ref = self.config.crossbar.G_ref
-        return self._as_network(lambda t: g_ref * (t.g_pos - t.g_neg) / 2, grads)
+        ``dL/dW = G_ref dL/dG+ = -G_ref dL/dG-`` (the average of both; :meth:`Tile.weight_gradient`)."""
+        cb = self.config.crossbar
+        pairs = lambda ts, gs: tuple(t.weight_gradient(g, cb) for t, g in zip(ts, gs))
+        return LeakyNetwork(self.sizes, key=None, parameters=(
+            pairs(self.forward, grads.forward), pairs(self.feedback, grads.feedback),
+            pairs(self.biases, grads.biases)))
 
     def _as_network(self, f, chip) -> LeakyNetwork:
         params = tuple(tuple(f(t) for t in ts) for ts in (chip.forward, chip.feedback, chip.biases))

@@ -72,6 +72,13 @@ class Tile(eqx.Module):
         w = self.weight(cb.G_ref)
         return w if self.scale == 1.0 else self.scale * w
 
+    def weight_gradient(self, grad: Tile, cb: CrossbarConfig) -> Array:
+        """A gradient w.r.t. this tile's conductances (``grad``, a tile of ``dL/dG+``, ``dL/dG-``
+        [1/S]) in weight units: ``dL/dW = (G_ref / scale) dL/dG+ = -(G_ref / scale) dL/dG-``,
+        the average of both."""
+        g = cb.G_ref * (grad.g_pos - grad.g_neg) / 2
+        return g if self.scale == 1.0 else g / self.scale
+
     def with_weight(self, w: Array, g_ref: float) -> Tile:
         """The tile with its ``+`` devices rewritten so that ``(G+ - G-) / g_ref = w`` against
         the present ``-`` devices (a referenced pair's fixed reference): ``G+ = G- + w g_ref``."""
