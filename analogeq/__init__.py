@@ -26,7 +26,9 @@ from analogeq.ep import EP as EP
 from analogeq.ep import AbstractEstimator as AbstractEstimator
 from analogeq.ep import EnergyEP as EnergyEP
 from analogeq.ep import Estimate as Estimate
+from analogeq.ep import FreeTerm as FreeTerm
 from analogeq.ep import ImplicitAdjoint as ImplicitAdjoint
+from analogeq.ep import NudgedTerm as NudgedTerm
 from analogeq.ep import compare_gradients as compare_gradients
 from analogeq.ep import force_gradient as force_gradient
 from analogeq.ep import free_phase as free_phase
@@ -77,6 +79,8 @@ _LAZY = {
     "energy_report": "analogeq.energy_report",
     "run_sweep": "analogeq.sweep",
     "SweepSpec": "analogeq.sweep",
+    # ngspice as a relaxation
+    "SpiceRelaxation": "analogeq.spice.relaxation",
     # submodules used as namespaces
     "diagnostics": None,
     "spice": None,
@@ -101,8 +105,8 @@ def __dir__() -> list[str]:
 __all__ = sorted([
     "AbstractConservativeModel", "AbstractCost", "AbstractEstimator", "AbstractModel",
     "AbstractRelaxation", "AbstractUpdater", "AdaptiveEP", "BPTT", "CrossEntropy", "EP", "EnergyEP",
-    "EqTransformer", "Estimate", "EulerRelaxation", "HopfieldNetwork", "ImplicitAdjoint",
-    "LeakyNetwork", "OptaxUpdater", "RefinedEulerRelaxation", "RelaxResult", "SquaredError", "Streams",
+    "EqTransformer", "Estimate", "EulerRelaxation", "FreeTerm", "HopfieldNetwork", "ImplicitAdjoint",
+    "LeakyNetwork", "NudgedTerm", "OptaxUpdater", "RefinedEulerRelaxation", "RelaxResult", "SquaredError", "Streams",
     "TokenCrossEntropy", "TrainConfig", "WithReadoutGradient", "compare_gradients", "force_gradient",
     "free_phase", "make_cost", "residual", *_LAZY,
 ])
