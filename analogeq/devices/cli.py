@@ -4,10 +4,10 @@ trained network programmed into PCM at times after programming."""
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 from analogeq import cli_types as T
+from analogeq.jsonio import write_json
 
 
 def _columns(*keys):
@@ -16,7 +16,7 @@ def _columns(*keys):
 
 def cmd_list(args) -> int:
     from analogeq.devices.presets import available_devices, load_device
-    from analogeq.report import format_table
+    from analogeq.tables import format_table
 
     rows = []
     for name in available_devices():
@@ -32,7 +32,7 @@ def cmd_list(args) -> int:
 def cmd_show(args) -> int:
     from analogeq.devices.presets import load_device
     from analogeq.devices.response import plot_pulse_response, pulse_response
-    from analogeq.report import format_table
+    from analogeq.tables import format_table
 
     preset = load_device(args.name)
     out = Path(args.out)
@@ -43,7 +43,7 @@ def cmd_show(args) -> int:
               "sources": preset.sources,
               "inference": None if preset.inference is None else {
                   k: getattr(preset.inference, k) for k in preset.inference.__dataclass_fields__}}
-    (out / f"{preset.name}.json").write_text(json.dumps(record, indent=2, default=list))
+    write_json(out / f"{preset.name}.json", record)  # strict JSON (params are validated finite)
     print(f"{preset.name}: {preset.description}  (model {record['model']})")
     params = {**preset.params, **(record["inference"] or {})}
     print(format_table([{"parameter": k, "value": str(v), "source": preset.sources.get(k, "")}
@@ -64,7 +64,7 @@ def cmd_drift(args) -> int:
     from analogeq.hardware.drift import accuracy_over_time
     from analogeq.assembly import load_hardware
     from analogeq.plots import save_figure
-    from analogeq.report import format_table
+    from analogeq.tables import format_table
     from analogeq.runs import load_run
 
     preset = load_device(args.device)
@@ -81,8 +81,7 @@ def cmd_drift(args) -> int:
         records["compensated" if comp else "raw"] = accuracy_over_time(
             network, hw, preset.inference, run.parts.data, args.times,
             jax.random.PRNGKey(args.seed), compensate=comp, cost=run.parts.cost, n_test=args.n_test)
-    (out / "drift.json").write_text(json.dumps({"run": str(args.run), "device": preset.name,
-                                                "records": records}, indent=2))
+    write_json(out / "drift.json", {"run": str(args.run), "device": preset.name, "records": records})
     with open(out / "drift.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["compensation", "t_s", "test_acc", "test_loss", "test_unconverged", "alpha"])

@@ -34,9 +34,8 @@ def cmd_diagnose(args) -> int:
 def _cmd_analog(args, options) -> int:
     """``--analog HARDWARE``: realize the run's EqTransformer as the analog block on HARDWARE and
     answer whether the Euler emulator's cycle exists in continuous time."""
-    import json
-
     from analogeq.hardware.transformer import continuous_verdict, format_verdict
+    from analogeq.jsonio import write_json
 
     out = continuous_verdict(args.run_dir, None, args.analog, options=options, seed=args.seed,
                              n_inputs=args.n_inputs)
@@ -45,7 +44,7 @@ def _cmd_analog(args, options) -> int:
     if d.name == "checkpoint.eqx":
         d = d.parent
     d.mkdir(parents=True, exist_ok=True)
-    (d / "analog_verdict.json").write_text(json.dumps(out, indent=2))
+    write_json(d / "analog_verdict.json", out)  # strict JSON: a non-finite number becomes null
     print(f"wrote {d}/analog_verdict.json")
     return 0
 

@@ -106,7 +106,7 @@ def execute(spec: SweepSpec, out_dir: str | Path, *, scheduler: str | None = Non
             log(f"run {run.key} ({_describe(run)}) failed: {error}")
         else:
             store.save(run.key, {"run": {"point": dict(run.point), "train": run.train, "chip": run.chip},
-                                 "row": row})
+                                 "row": _finite_or_null(row)})
         bar.update(1)
 
     if pending and (scheduler or workers):
@@ -136,7 +136,14 @@ def _stored_row(store: RunStore, key: str) -> dict:
     if not isinstance(rec, dict) or not isinstance(rec.get("row"), dict) or rec["row"].get("key") != key:
         raise ConfigError(f"{path}: damaged stored sweep result (expected an object with the run's "
                           "'row'); delete it to compute the run again")
-    return rec["row"]
+    row = rec["row"]
+    # a metric stored as null (not finite, or not reported) is NaN in the table, as when computed
+    return {k: math.nan if v is None and k in SUMMARY_FIELDS + TIMING_FIELDS else v for k, v in row.items()}
+
+
+def _finite_or_null(row: dict) -> dict:
+    """A table row for the store: a non-finite metric is written as ``null`` (strict JSON)."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
 
 
 def _connect(scheduler: str):
