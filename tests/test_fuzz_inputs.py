@@ -363,3 +363,46 @@ def test_sweep_spec_is_valid_or_names_the_problem(head, dist, bounds):
     else:
         for p in spec.points():
             assert _finite_and_typed(dict(p))
+
+
+# ------------------------------------------------------------------ the error path itself
+def _raise(exc):
+    def cmd(args):
+        raise exc
+
+    return cmd
+
+
+def test_a_bug_is_one_line_with_the_debug_hint_and_debug_shows_the_traceback(monkeypatch, capsys):
+    import analogeq.cli as cli
+
+    monkeypatch.setattr(cli, "cmd_demo", _raise(RuntimeError("boom\nsecond line")))
+    build = cli.build_parser
+    monkeypatch.setattr(cli, "build_parser", lambda: _with_func(build(), "demo", cli.cmd_demo))
+    assert cli.main(["demo", "--steps", "1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["analogeq demo: internal error: RuntimeError: boom second line "
+                   "(run 'analogeq --debug ...' for the traceback)"]
+    assert cli.main(["--debug", "demo", "--steps", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.strip().splitlines()[-1].startswith("analogeq demo: internal error")
+
+
+def test_user_errors_and_interrupts(monkeypatch, capsys):
+    import analogeq.cli as cli
+
+    build = cli.build_parser
+    for exc, rc, text in [(FileNotFoundError(2, "No such file or directory", "x.toml"), 2,
+                           "analogeq demo: error: No such file or directory: x.toml"),
+                          (ValueError("lr must be > 0"), 2, "analogeq demo: error: lr must be > 0"),
+                          (KeyboardInterrupt(), 130, "analogeq demo: interrupted")]:
+        monkeypatch.setattr(cli, "build_parser", lambda e=exc: _with_func(build(), "demo", _raise(e)))
+        assert cli.main(["demo"]) == rc
+        assert capsys.readouterr().err.strip().splitlines() == [text]
+
+
+def _with_func(parser, command, func):
+    """``parser`` with ``command``'s handler replaced."""
+    sub = next(a for a in parser._actions if a.dest == "command")
+    sub.choices[command].set_defaults(func=func)
+    return parser

@@ -73,7 +73,11 @@ def cmd_drift(args) -> int:
                          "(analogeq devices list, column 'inference')")
     run = load_run(args.run)
     network = run.model.as_model() if hasattr(run.model, "as_model") else run.model
-    hw = load_hardware(args.hardware or run.config.hardware or "realistic")
+    hardware = args.hardware or run.config.hardware or "realistic"
+    try:
+        hw = load_hardware(hardware)
+    except ValueError as e:
+        raise ValueError(f"--hardware {hardware!r}: {' '.join(str(e).split())}") from None
     out = Path(args.out) if args.out else Path(args.run) / "drift"
     out.mkdir(parents=True, exist_ok=True)
     records = {}

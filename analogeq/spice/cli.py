@@ -49,8 +49,13 @@ def _add_block_options(p: argparse.ArgumentParser) -> None:
 def _build(args):
     import jax
 
-    from analogeq.spice.blocks import block_sizes, build_block
+    from analogeq.spice.blocks import block_sizes, build_block, spice_config
     from analogeq.spice.netlist import MAX_NEURONS, SpiceOptions
+
+    try:
+        hardware = spice_config(args.hardware)  # a bad chip file fails here, named after the flag
+    except ValueError as e:
+        raise ValueError(f"--hardware {args.hardware!r}: {' '.join(str(e).split())}") from None
 
     sizes = block_sizes(args.sizes or args.block or "n8")  # checked before anything is built
     if sum(sizes[1:]) > MAX_NEURONS:
@@ -67,7 +72,7 @@ def _build(args):
     jax.config.update("jax_enable_x64", True)  # netlists carry float64 conductances
     import jax.numpy as jnp
 
-    chip, x = build_block(sizes, args.hardware, args.seed)
+    chip, x = build_block(sizes, hardware, args.seed)
     if args.input is not None:
         x = jnp.asarray(args.input, jnp.float64)
     if args.t_stop is not None and args.t_stop > 1e4 * chip.tau:
