@@ -64,9 +64,9 @@ __all__ = [
 DEVICE_MODELS_ENV = "ANALOGEQ_DEVICE_MODELS"
 """Environment variable overriding the directory searched by :meth:`ChipConfig.preset`."""
 
-MAX_SETTLE_TAU = 1e4
+MAX_SETTLE_TAU = 1e5
 """Longest fixed settle window, and slowest amplifier pole, in units of the node time constant
-``tau``: a first-order node is settled to ``e^-10000`` long before, so a longer window is a unit
+``tau``: a first-order node is settled to ``e^-100000`` long before, so a longer window is a unit
 mistake (seconds for nanoseconds) that would only hang the solver."""
 
 MAX_SDE_STEPS = 1_000_000

@@ -148,7 +148,7 @@ class NeuronConfig(Spec):
             (dimensionless, in ``[0, 1]``). Default ``0.0``.
         amp_pole_tau: time constant of the amplifier's extra first-order state [s]:
             ``amp_pole_tau dy/dt = rho_hw(v) - y``; ``0`` = no pole (infinite bandwidth),
-            ``>= 0`` and at most ``MAX_SETTLE_TAU`` (``1e4``) ``tau``. Default ``0.0``.
+            ``>= 0`` and at most ``MAX_SETTLE_TAU`` (``1e5``) ``tau``. Default ``0.0``.
         kTC_noise: thermal noise of the node (leak resistor into ``C``, integrated variance
             ``k_B T / C`` [V^2]; temperature from :class:`NoiseConfig`). Default ``False``.
     """
@@ -240,7 +240,7 @@ class DynamicsConfig(Spec):
 
     Attributes:
         settle_time: fixed settle window [s] after which the state is read (the readout time is
-            a hardware parameter), ``> 0`` and at most ``MAX_SETTLE_TAU`` (``1e4``) ``tau``;
+            a hardware parameter), ``> 0`` and at most ``MAX_SETTLE_TAU`` (``1e5``) ``tau``;
             ``None`` = integrate adaptively until the steady-state event. Default ``None``.
         steady_tol: relative tolerance of the steady state (dimensionless, in ``(0, 1)``): the
             stopping event in adaptive mode, the convergence check of a fixed window.
