@@ -406,3 +406,45 @@ def _with_func(parser, command, func):
     sub = next(a for a in parser._actions if a.dest == "command")
     sub.choices[command].set_defaults(func=func)
     return parser
+
+
+# ------------------------------------------------------------------ time limits of external work
+def test_ngspice_run_past_its_limit_is_stopped_and_named(tmp_path):
+    import time
+
+    from analogeq.spice import runner
+    from analogeq.spice.netlist import Netlist
+
+    if not runner.available():
+        pytest.skip("ngspice is not installed")
+    rc = ("* RC low-pass\nV1 in 0 DC 1\nR1 in v1 1k\nC1 v1 0 1u\n.options reltol=1e-9\n"
+          ".tran {step} {stop} 0 {step} uic\n.end\n")
+    slow = Netlist(text=rc.format(step="1e-9", stop="10"), state_nodes=("v1",), v_unit=1.0, tau=1e-3,
+                   t_stop=10.0, analyses=("tran",))  # 1e10 steps: hours
+    t0 = time.perf_counter()
+    with pytest.raises(runner.SpiceTimeout, match=r"time limit of 0\.5 s on the netlist .*slow\.cir"):
+        runner.run_netlist(slow, tmp_path / "slow.cir", timeout=0.5)
+    assert time.perf_counter() - t0 < 10
+    assert runner.default_timeout(slow) > 1e4  # the default limit scales with the steps
+    fast = Netlist(text=rc.format(step="1e-5", stop="5e-3"), state_nodes=("v1",), v_unit=1.0, tau=1e-3,
+                   t_stop=5e-3, analyses=("tran",))
+    assert runner.default_timeout(fast) == runner.MIN_TIMEOUT
+    res = runner.run_netlist(fast, tmp_path / "fast.cir")  # the session still works after a halt
+    assert res.tran["v1"][-1] == pytest.approx(1 - math.exp(-5), rel=1e-3)
+    with runner.time_limit(0.5), pytest.raises(runner.SpiceTimeout):
+        runner.run_netlist(slow, tmp_path / "slow.cir")
+
+
+def test_unreachable_scheduler_fails_within_the_connect_limit(tmp_path, monkeypatch):
+    import importlib
+    import time
+
+    execute = importlib.import_module("analogeq.sweep.execute")
+    monkeypatch.setattr(execute, "CONNECT_TIMEOUT", 2.0)
+    spec = SweepSpec.from_dict({"train": {"steps": 1, "hidden": [4]}})
+    t0 = time.perf_counter()
+    with pytest.raises(ConnectionError, match="cannot reach a Dask scheduler at 'tcp://127.0.0.1:9' within 2 s"):
+        execute.execute(spec, tmp_path, scheduler="tcp://127.0.0.1:9", progress=False, log=lambda m: None)
+    assert time.perf_counter() - t0 < 15
+    with pytest.raises(ValueError, match="workers must be an integer in 0..256"):
+        execute.execute(spec, tmp_path, workers=-1, progress=False, log=lambda m: None)
