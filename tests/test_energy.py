@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import analogeq as aq
+from analogeq.assembly import train
 from analogeq.config import TrainConfig
 from analogeq.emulator import RelaxResult
 from analogeq.energy import (
@@ -23,13 +24,13 @@ from analogeq.energy import (
     adc_rounds,
     level_changes,
     programming_rounds,
+    real_nudges,
     settle_breakdown,
     step_pulses,
     train_step_breakdown,
 )
 from analogeq.ep import Estimate
 from analogeq.hardware import ChipConfig, ChipRelaxation, ConfigError, Tile, realize
-from analogeq.assembly import train
 
 F64 = jnp.float64
 
@@ -161,7 +162,7 @@ def test_training_step_with_known_pulse_counts(small_chip, sample_hold):
     pulses[0] = pulses[0].at[0, 0, :].set(jnp.array([1, 4, 0, 2, 0, 0], jnp.int32)).at[0, 3, 5].set(3)
     pulses[1] = pulses[1].at[0, 2, 1].set(7)
     pulses[3] = pulses[3].at[0, :].set(jnp.array([1, 1, 0, 2, 0], jnp.int32))
-    got = train_step_breakdown(chip, estimator, est, tuple(pulses))
+    got = train_step_breakdown(chip, real_nudges(estimator), est, tuple(pulses))
 
     k, n_in, n_out, n = 2, 6, 3, 8
     tau, T_fixed = chip.tau, 3e-7
@@ -199,9 +200,9 @@ def test_training_step_with_known_pulse_counts(small_chip, sample_hold):
 def test_adaptive_nudged_window_is_the_free_time(small_chip):
     chip = dataclasses.replace(small_chip, config=HAND.replace(**{"dynamics.settle_time": None}))
     est = _estimate(chip, 2, t_tau=25.0)
-    one = train_step_breakdown(chip, aq.EP(beta=0.1, kind="one-sided"), est, (jnp.zeros((1, 5, 6), jnp.int32),))
+    one = train_step_breakdown(chip, real_nudges(aq.EP(beta=0.1, kind="one-sided")), est, (jnp.zeros((1, 5, 6), jnp.int32),))
     assert float(one["settle_s"]) == pytest.approx(2 * 2 * 25.0 * chip.tau, rel=1e-12)
-    none = train_step_breakdown(chip, aq.ImplicitAdjoint(), est, (jnp.zeros((1, 5, 6), jnp.int32),))
+    none = train_step_breakdown(chip, real_nudges(aq.ImplicitAdjoint()), est, (jnp.zeros((1, 5, 6), jnp.int32),))
     assert float(none["settle_s"]) == pytest.approx(2 * 25.0 * chip.tau, rel=1e-12)
     assert int(none["adc_conversions"]) == 2 * chip.n_neurons
 
