@@ -9,6 +9,7 @@ import traceback
 from pathlib import Path
 
 from analogeq import cli_types as T
+from analogeq import compile_cache
 from analogeq.config import TrainConfig
 from analogeq.devices.cli import register as register_devices
 from analogeq.energy.cli import register as register_energy
@@ -23,17 +24,21 @@ _PATH_FIELDS = {"hardware": T.preset_or_file("chip"), "device": T.preset_or_file
 
 
 def _field_type(name: str, default):
-    """The argparse type of a :class:`TrainConfig` field's flag: finite floats, bounded
-    integers (seeds up to 2**32 - 1), preset names checked for kind. Ranges specific to a field
-    are TrainConfig's, checked when the configuration is built."""
+    """The argparse type of a :class:`TrainConfig` field's flag: a finite float or a bounded
+    integer within the field's own bounds (so the error names the flag), preset names checked
+    for kind. Cross-field rules are TrainConfig's, checked when the configuration is built."""
     if name in _PATH_FIELDS:
         return _PATH_FIELDS[name]
-    if name.endswith("seed"):
-        return T.seed
-    if isinstance(default, float):
-        return T.number()
-    if isinstance(default, int):
-        return T.integer()
+    spec = TrainConfig.spec(name)
+    if spec.kind == "int":
+        if spec.also:  # values allowed besides the range (0 meaning off): TrainConfig checks
+            return T.integer()
+        return T.integer(None if spec.ge is None else int(spec.ge),
+                         T.INT_MAX if spec.le is None else int(spec.le))
+    if spec.kind == "real":
+        lo = spec.gt if spec.gt is not None else spec.ge
+        hi = spec.lt if spec.lt is not None else spec.le
+        return T.number(lo, hi, lo_open=spec.gt is not None, hi_open=spec.lt is not None, unit=spec.unit)
     return str
 
 
@@ -51,7 +56,9 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
         if isinstance(f.default, bool):
             g.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
         elif isinstance(f.default, tuple):
-            g.add_argument(flag, dest=f.name, type=T.count, nargs="+", default=None, metavar="N", help=help_)
+            spec = TrainConfig.spec(f.name)  # each element within the field's bounds
+            each = T.integer(1 if spec.ge is None else int(spec.ge), T.INT_MAX if spec.le is None else int(spec.le))
+            g.add_argument(flag, dest=f.name, type=each, nargs="+", default=None, metavar="N", help=help_)
         else:
             g.add_argument(flag, dest=f.name, type=_field_type(f.name, f.default), default=None, help=help_)
 
@@ -166,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "device_models/ or a TOML file; default: realistic).")
     p.add_argument("--n-chips", type=T.integer(1, 4096), default=8,
                    help="chip instances in the Monte Carlo (default 8)")
-    p.add_argument("--train-steps", type=T.integer(0), default=None,
+    p.add_argument("--train-steps", type=T.integer(0, TrainConfig.spec("steps").le), default=None,
                    help="training steps for both realizations (0: no training; default: --steps)")
     p.add_argument("--out", type=T.out_dir, default="runs/compare", help="output directory (default: runs/compare)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -175,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the main job: train on digits and print the comparison table")
     p.add_argument("--out", type=T.out_dir, default="runs/demo", help="output directory (default: runs/demo)")
-    p.add_argument("--steps", type=T.count, default=None, help="training steps per run (default: config)")
+    p.add_argument("--steps", type=T.integer(1, TrainConfig.spec("steps").le), default=None,
+                   help="training steps per run (default: config)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.set_defaults(func=cmd_demo)
 
@@ -235,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prefix}: error: unrecognized arguments: {' '.join(extra)} (see '{prefix} --help')",
               file=sys.stderr)
         return 2
+    compile_cache.enable()
     try:
         return args.func(args)
     except KeyboardInterrupt:

@@ -58,6 +58,11 @@ def _train_flag_cases() -> list[dict]:
             bad = ["no-such-" + name, ""]
         else:  # hardware, device, text_path: a value the loader must refuse
             bad = ["{tmp}"] if name in ("hardware", "device") else []
+        if spec.kind in ("real", "int") and not spec.also:  # just outside each bound
+            step = 1 if spec.kind == "int" else 0.5
+            bad += [repr(v) for v in (spec.gt, spec.lt) if v is not None]
+            bad += [repr(spec.ge - step)] if spec.ge is not None else []
+            bad += [repr(spec.le + step)] if spec.le is not None else []
         for v in bad:
             argv = ["train", v, "--dry-run"] if spec.kind == "bool" else ["train", flag, v, "--dry-run"]
             if name == "device":
