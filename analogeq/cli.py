@@ -23,7 +23,7 @@ from analogeq.sweep.cli import register as register_sweep
 _PATH_FIELDS = {"hardware": T.preset_or_file("chip"), "device": T.preset_or_file("device")}
 
 
-def _field_type(name: str, default):
+def _field_type(name: str):
     """The argparse type of a :class:`TrainConfig` field's flag: a finite float or a bounded
     integer within the field's own bounds (so the error names the flag), preset names checked
     for kind. Cross-field rules are TrainConfig's, checked when the configuration is built."""
@@ -60,7 +60,7 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
             each = T.integer(1 if spec.ge is None else int(spec.ge), T.INT_MAX if spec.le is None else int(spec.le))
             g.add_argument(flag, dest=f.name, type=each, nargs="+", default=None, metavar="N", help=help_)
         else:
-            g.add_argument(flag, dest=f.name, type=_field_type(f.name, f.default), default=None, help=help_)
+            g.add_argument(flag, dest=f.name, type=_field_type(f.name), default=None, help=help_)
 
 
 def config_from_args(args) -> TrainConfig:
