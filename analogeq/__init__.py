@@ -76,6 +76,8 @@ _LAZY = {
     "available_devices": "analogeq.devices.presets",
     # reports
     "compare": "analogeq.compare",
+    "diagnose_run": "analogeq.run_diagnostics",
+    "analog_verdict": "analogeq.run_diagnostics",
     "energy_report": "analogeq.energy_report",
     "run_sweep": "analogeq.sweep",
     "SweepSpec": "analogeq.sweep",

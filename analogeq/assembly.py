@@ -155,14 +155,7 @@ def build_digital(cfg: TrainConfig, data: Dataset | None = None) -> RunParts:
     )
 
 
-def load_hardware(spec: str | Path | ChipConfig) -> ChipConfig:
-    """A :class:`ChipConfig` from a config, a preset name or a TOML path."""
-    if isinstance(spec, ChipConfig):
-        return spec
-    spec = str(spec)
-    if spec.endswith(".toml") or Path(spec).exists():
-        return ChipConfig.from_toml(spec)
-    return ChipConfig.preset(spec)
+load_hardware = ChipConfig.load
 
 
 def check_chip_options(cfg: TrainConfig) -> None:

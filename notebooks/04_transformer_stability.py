@@ -70,9 +70,9 @@ from analogeq.hardware import (  # noqa: E402
     ChipConfig,
     CircuitConfig,
     continuous_verdict,
+    format_verdict,
     realize_transformer,
 )
-from analogeq.hardware.transformer import format_verdict  # noqa: E402
 from analogeq.models.transformer import EqTransformer  # noqa: E402
 
 FAST = os.environ.get("ANALOGEQ_FAST", "0") == "1"

@@ -13,12 +13,8 @@ import pytest
 import analogeq as aq
 from analogeq.diagnostics import DiagnoseOptions, settle
 from analogeq.hardware import ChipConfig, ChipRelaxation, ConfigError
-from analogeq.hardware.transformer import (
-    AnalogEqTransformer,
-    CircuitConfig,
-    continuous_verdict,
-    realize_transformer,
-)
+from analogeq.hardware.transformer import AnalogEqTransformer, CircuitConfig, realize_transformer
+from analogeq.hardware.verdict import continuous_verdict
 from analogeq.models.transformer import EqTransformer
 
 F64 = jnp.float64

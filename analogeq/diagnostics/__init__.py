@@ -15,7 +15,6 @@ from analogeq.diagnostics.report import (
     DiagnoseOptions,
     diagnose,
     diagnose_input,
-    diagnose_run,
     format_verdicts,
     plot_spectrum,
 )
@@ -37,7 +36,6 @@ __all__ = [
     "detect",
     "diagnose",
     "diagnose_input",
-    "diagnose_run",
     "euler_trace",
     "format_verdicts",
     "jacobian_matvec",

@@ -8,12 +8,9 @@ from analogeq import cli_types as T
 
 
 def cmd_diagnose(args) -> int:
-    """Run :func:`analogeq.diagnostics.report.diagnose_run` and print the verdict table."""
-    from analogeq.diagnostics.report import (
-        DiagnoseOptions,
-        diagnose_run,
-        format_verdicts,
-    )
+    """Run :func:`analogeq.run_diagnostics.diagnose_run` and print the verdict table."""
+    from analogeq.diagnostics.report import DiagnoseOptions, format_verdicts
+    from analogeq.run_diagnostics import diagnose_run
 
     # tol None: the run's own convergence tolerance
     options = DiagnoseOptions(k=args.k, method=args.method, euler_steps=args.euler_steps,
@@ -34,18 +31,14 @@ def cmd_diagnose(args) -> int:
 def _cmd_analog(args, options) -> int:
     """``--analog HARDWARE``: realize the run's EqTransformer as the analog block on HARDWARE and
     answer whether the Euler emulator's cycle exists in continuous time."""
-    from analogeq.hardware.transformer import continuous_verdict, format_verdict
-    from analogeq.jsonio import write_json
+    from analogeq.hardware.verdict import format_verdict
+    from analogeq.run_diagnostics import analog_verdict
 
-    out = continuous_verdict(args.run_dir, None, args.analog, options=options, seed=args.seed,
-                             n_inputs=args.n_inputs)
+    out = analog_verdict(args.run_dir, args.analog, n_inputs=args.n_inputs, options=options,
+                         seed=args.seed, out=args.out)
     print(format_verdict(out))
     d = Path(args.out) if args.out else Path(args.run_dir)
-    if d.name == "checkpoint.eqx":
-        d = d.parent
-    d.mkdir(parents=True, exist_ok=True)
-    write_json(d / "analog_verdict.json", out)  # strict JSON: a non-finite number becomes null
-    print(f"wrote {d}/analog_verdict.json")
+    print(f"wrote {d.parent if d.name == 'checkpoint.eqx' else d}/analog_verdict.json")
     return 0
 
 

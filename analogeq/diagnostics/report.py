@@ -18,8 +18,6 @@ programmed conductances are linearized) or a token block with a ``(T, d)`` state
 
 from __future__ import annotations
 
-import dataclasses
-
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -48,7 +46,7 @@ class DiagnoseOptions:
         settle_max_steps: solver step budget of the fixed-point solve.
         fixed_point_tol: relative residual ``|F|/|s|`` at which the fixed-point solve stops.
         tol: relative residual under which a relaxation counts as converged (``None``: the
-            run's ``tol``, in :func:`diagnose_run`).
+            run's ``tol``, in :func:`analogeq.run_diagnostics.diagnose_run`).
         seed: seed of the projection vectors and ARPACK's start vector.
     """
 
@@ -199,37 +197,3 @@ def plot_spectrum(report: dict, path: str | Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6, loc="best")
     return save_figure(fig, path)
-
-
-def diagnose_run(run_dir: str | Path, *, n_inputs: int = 4, options: DiagnoseOptions | None = None,
-                 out: str | Path | None = None) -> dict:
-    """``analogeq diagnose``: load a run, diagnose its model in float64 at the first ``n_inputs``
-    test inputs with the run's Euler step ``eps`` (and ``tol`` as the convergence residual unless
-    ``options`` says otherwise), write ``diagnose.json`` and ``diagnose.png`` into ``out``
-    (default: the run directory) and return the report."""
-    import json
-
-    if not (isinstance(n_inputs, int) and n_inputs >= 1):
-        raise ValueError(f"n_inputs must be an integer >= 1; got {n_inputs!r}")
-    from analogeq.runs import load_run
-
-    run = load_run(run_dir)
-    cfg, model, data, step = run.config, run.model, run.parts.data, run.step
-    jax.config.update("jax_enable_x64", True)
-    model = to_float64(model)
-    options = options or DiagnoseOptions(tol=cfg.tol)
-    if options.tol is None:
-        options = dataclasses.replace(options, tol=cfg.tol)
-    xs = jnp.asarray(np.asarray(data.x_test[:n_inputs]))
-    if jnp.issubdtype(xs.dtype, jnp.floating):
-        xs = xs.astype(jnp.float64)
-    report = diagnose(model, xs, cfg.eps, options, key=jax.random.PRNGKey(options.seed))
-    report.update(run_dir=str(run_dir), step=step, hardware=cfg.hardware or None,
-                  realization="chip (continuous time)" if cfg.hardware else "digital emulator (Euler)")
-    out = Path(out) if out is not None else Path(run_dir)
-    if out.name == "checkpoint.eqx":
-        out = out.parent
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "diagnose.json").write_text(json.dumps(report, indent=2))
-    plot_spectrum(report, out / "diagnose.png")
-    return report

@@ -22,17 +22,14 @@ from analogeq.hardware.converters import quantize
 from analogeq.hardware.dynamics import ChipRelaxation
 from analogeq.hardware.programming import ConductanceUpdater, program
 from analogeq.hardware.realize import realize
-from analogeq.hardware.transformer import (
-    AnalogEqTransformer,
-    CircuitConfig,
-    continuous_verdict,
-    realize_transformer,
-)
+from analogeq.hardware.transformer import AnalogEqTransformer, CircuitConfig, realize_transformer
+from analogeq.hardware.verdict import continuous_verdict, format_verdict
 
 __all__ = [
     "AnalogEqTransformer",
     "CircuitConfig",
     "continuous_verdict",
+    "format_verdict",
     "realize_transformer",
     "Chip",
     "ChipRelaxation",

@@ -197,3 +197,13 @@ class ChipConfig(Spec):
                 f"{', '.join(available) if available else '(none)'}"
             )
         return cls.from_toml(directory / f"{stem}.toml")
+
+    @classmethod
+    def load(cls, spec: str | os.PathLike | ChipConfig) -> ChipConfig:
+        """A config from a :class:`ChipConfig` (returned as is), a TOML file path or a preset name
+        (what ``--hardware`` accepts)."""
+        if isinstance(spec, ChipConfig):
+            return spec
+        if str(spec).endswith(".toml") or Path(spec).exists():
+            return cls.from_toml(spec)
+        return cls.preset(str(spec))

@@ -43,26 +43,24 @@ cycle (or divergence) seen by the Euler emulator exists in continuous time on th
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import numbers
 from dataclasses import dataclass
-from pathlib import Path
+from typing import ClassVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array
 
-from analogeq.hardware.config import ChipConfig, ConfigError
+from analogeq.hardware.config import ChipConfig
 from analogeq.hardware.constants import K_B
 from analogeq.hardware.converters import quantize
 from analogeq.hardware.realize import map_tile
 from analogeq.models.base import AbstractModel
 from analogeq.models.transformer import LN_EPS, RMS_EPS, EqTransformer, gelu_tanh
+from analogeq.spec import Spec, boolean, real
 
-__all__ = ["AnalogEqTransformer", "CircuitConfig", "continuous_verdict", "format_verdict", "realize_transformer"]
+__all__ = ["AnalogEqTransformer", "CircuitConfig", "realize_transformer"]
 
 TILES = ("W_q", "W_k", "W_v", "W_o", "W_1", "W_2", "b_1", "b_2")
 """The block's parameters stored on crossbar tiles (biases as one-column tiles driven by
@@ -70,49 +68,32 @@ TILES = ("W_q", "W_k", "W_v", "W_o", "W_1", "W_2", "b_1", "b_2")
 
 
 @dataclass(frozen=True)
-class CircuitConfig:
+class CircuitConfig(Spec):
     """Non-idealities of the block's circuits beyond the crossbar and neuron (defaults: ideal).
 
     Attributes:
         mult_gain_sigma: relative std of each four-quadrant multiplier's gain, drawn once per
-            chip (dimensionless, ``>= 0``).
+            chip (dimensionless, in ``[0, 1]``).
         mult_offset_sigma: std of each multiplier's output offset [V], drawn once per chip
-            (``>= 0``).
+            (in ``[0, 10]``).
         mult_noise: std of the additive noise at each multiplier-array output (a score
-            ``q . k`` or an attention output channel) [V], drawn per settle (``>= 0``).
+            ``q . k`` or an attention output channel) [V], drawn per settle (in ``[0, 10]``).
         softmax_gain_sigma: std of the log gain of each exponentiator of the translinear
-            softmax, drawn once per chip (dimensionless, ``>= 0``).
+            softmax, drawn once per chip (dimensionless, in ``[0, 1]``).
         norm_gain_sigma: relative std of each normalization circuit's gain, drawn once per chip
-            (dimensionless, ``>= 0``).
+            (dimensionless, in ``[0, 1]``).
         gelu_rails: saturate the GELU neurons' outputs at the chip's ``neuron.rail``
             (``R tanh(u / R)``); ``False`` = unsaturated.
     """
 
-    mult_gain_sigma: float = 0.0
-    mult_offset_sigma: float = 0.0
-    mult_noise: float = 0.0
-    softmax_gain_sigma: float = 0.0
-    norm_gain_sigma: float = 0.0
-    gelu_rails: bool = False
+    _section: ClassVar[str] = "circuits"
 
-    def __post_init__(self):
-        units = {"mult_offset_sigma": "V", "mult_noise": "V"}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name == "gelu_rails":
-                if not isinstance(value, (bool, np.bool_)):
-                    raise ConfigError(f"circuits.gelu_rails must be a bool (true/false); got {value!r}")
-                object.__setattr__(self, f.name, bool(value))
-                continue
-            if (isinstance(value, bool) or not isinstance(value, numbers.Real)
-                    or not math.isfinite(float(value)) or float(value) < 0):
-                raise ConfigError(f"circuits.{f.name} must be a finite real number >= 0 "
-                                  f"{units.get(f.name, '(dimensionless)')}; got {value!r}")
-            object.__setattr__(self, f.name, float(value))
-
-    def replace(self, **changes) -> CircuitConfig:
-        """A new, validated config with ``changes`` applied."""
-        return dataclasses.replace(self, **changes)
+    mult_gain_sigma: float = real(0.0, "relative std of each multiplier's gain", ge=0.0, le=1.0)
+    mult_offset_sigma: float = real(0.0, "std of each multiplier's output offset", "V", ge=0.0, le=10.0)
+    mult_noise: float = real(0.0, "std of the noise at each multiplier-array output", "V", ge=0.0, le=10.0)
+    softmax_gain_sigma: float = real(0.0, "std of each exponentiator's log gain", ge=0.0, le=1.0)
+    norm_gain_sigma: float = real(0.0, "relative std of each normalization circuit's gain", ge=0.0, le=1.0)
+    gelu_rails: bool = boolean(False, "saturate the GELU neurons at neuron.rail")
 
 
 class AnalogEqTransformer(AbstractModel):
@@ -442,137 +423,3 @@ def realize_transformer(block: EqTransformer, config: ChipConfig, key, *,
         n_heads=nh, damping=block.damping, qk_norm=block.qk_norm,
         seq_len=block.seq_len, config=config, circuits=circuits,
     )
-
-
-def continuous_verdict(run_or_block, xs, hardware: str | ChipConfig = "ideal", *, eps: float | None = None,
-                       circuits: CircuitConfig = CircuitConfig(), chip_key=None, options=None,
-                       seed: int = 0, n_inputs: int = 2) -> dict:
-    """Does a cycle (or divergence) the Euler emulator sees exist in continuous time on the
-    analog block?
-
-    The digital block is diagnosed at Euler step ``eps`` (:func:`analogeq.diagnostics.diagnose`:
-    a long Euler relaxation from ``init_state``, eigenvalues of ``I + eps J``); the analog block
-    realized on ``hardware`` is diagnosed in continuous time (its fixed point by Tsit5, the
-    leading eigenvalues of its Jacobian, a continuous-time limit-cycle check), all in float64.
-
-    Args:
-        run_or_block: a run directory of ``analogeq train`` with an EqTransformer model (its
-            ``eps`` and ``tol`` are used), or an :class:`EqTransformer`.
-        xs: token ids ``(N, T)``; ``None`` with a run directory takes its first ``n_inputs``
-            test inputs.
-        hardware: a preset name, a TOML path or a :class:`ChipConfig`.
-        eps: Euler step (units of ``tau``); required with a block, default the run's.
-        circuits: the circuit non-idealities of the analog block.
-        chip_key: PRNG key of the chip instance (default ``PRNGKey(seed)``).
-        options: :class:`analogeq.diagnostics.DiagnoseOptions` (default: the run's ``tol``, or
-            ``1e-6`` with a block).
-        seed: seed of the projections and start vectors.
-        n_inputs: test inputs taken from a run when ``xs`` is ``None`` (>= 1).
-
-    Returns:
-        ``{"eps", "hardware", "inputs": [{"euler_outcome", "euler_period_tau",
-        "euler_spectral_radius_M", "digital_max_re_mu", "analog_continuous_outcome",
-        "analog_max_re_mu", "analog_label", "analog_fixed_point_residual",
-        "analog_vs_digital_fixed_point", "euler_sustained"}], "euler_cycles", "euler_fails",
-        "continuous_converges", "answer", "digital", "analog"}`` where ``digital`` and ``analog``
-        are the full :func:`diagnose` reports. An Euler run counts as failing (``euler_fails``)
-        when it did not converge and the Euler map is unstable at the fixed point
-        (``max |lambda(M)| > 1``); ``euler_cycles`` when it then settled on a limit cycle;
-        ``continuous_converges`` when every analog relaxation converged with all ``Re mu < 0``.
-        ``answer`` says in words whether an Euler cycle/divergence is an artifact of the step size.
-    """
-    from analogeq.diagnostics.continuous import settle
-    from analogeq.diagnostics.report import DiagnoseOptions, diagnose, to_float64
-
-    jax.config.update("jax_enable_x64", True)
-    tol = 1e-6
-    if isinstance(run_or_block, (str, Path)):
-        from analogeq.runs import load_run
-
-        run = load_run(run_or_block)
-        block = run.model
-        eps = run.config.eps if eps is None else eps
-        tol = run.config.tol
-        if xs is None:
-            if not (isinstance(n_inputs, int) and n_inputs >= 1):
-                raise ValueError(f"n_inputs must be an integer >= 1; got {n_inputs!r}")
-            xs = np.asarray(run.parts.data.x_test[:n_inputs])
-    else:
-        block = run_or_block
-        if eps is None:
-            raise ValueError("eps (the Euler step of the emulator, units of tau) is required with a block")
-    if not isinstance(block, EqTransformer):
-        raise TypeError(f"continuous_verdict needs an EqTransformer; got {type(block).__name__}")
-    if not (isinstance(eps, numbers.Real) and eps > 0):
-        raise ValueError(f"eps (Euler step, units of tau) must be > 0; got {eps!r}")
-    if xs is None:
-        raise ValueError("xs (token ids, shape (N, T)) is required with a block")
-    config = hardware if isinstance(hardware, ChipConfig) else (
-        ChipConfig.from_toml(hardware) if str(hardware).endswith(".toml") else ChipConfig.preset(hardware))
-    options = options or DiagnoseOptions(tol=tol)
-    if options.tol is None:
-        options = dataclasses.replace(options, tol=tol)
-    block = to_float64(block)
-    xs = jnp.asarray(np.asarray(xs), jnp.int32)
-    key = jax.random.PRNGKey(seed)
-    chip = realize_transformer(block, config, jax.random.PRNGKey(seed) if chip_key is None else chip_key,
-                               circuits=circuits)
-    digital = diagnose(block, xs, float(eps), options, key=key)
-    analog = diagnose(chip, xs, float(eps), options, key=key)
-    rows = []
-    for x, rd, ra in zip(xs, digital["inputs"], analog["inputs"]):
-        zd, _, _, _ = settle(eqx.Partial(block.force, x=x), block.init_state(x), options.settle_t_max,
-                             tol=options.fixed_point_tol)
-        za, _, _, _ = settle(eqx.Partial(chip.force, x=x), chip.init_state(x), options.settle_t_max,
-                             tol=options.fixed_point_tol)
-        za = chip.nodes(za)
-        rows.append({
-            "euler_outcome": rd["euler"]["outcome"], "euler_period_tau": rd["euler"]["period_tau"],
-            "euler_spectral_radius_M": rd["verdict"]["spectral_radius_M"],
-            "digital_max_re_mu": rd["verdict"]["max_re_mu"],
-            "analog_continuous_outcome": ra["continuous"]["outcome"],
-            "analog_max_re_mu": ra["verdict"]["max_re_mu"], "analog_label": ra["verdict"]["label"],
-            "analog_fixed_point_residual": ra["fixed_point"]["residual"],
-            "analog_vs_digital_fixed_point": float(jnp.linalg.norm(za - zd) / jnp.linalg.norm(zd)),
-        })
-    for r in rows:
-        # an Euler "cycle" whose linearization contracts (|lambda(M)| < 1) is a slowly decaying
-        # oscillation that outlived the Euler window, not a sustained cycle
-        r["euler_sustained"] = r["euler_outcome"] != "converged" and r["euler_spectral_radius_M"] > 1.0
-    cycles = any(r["euler_outcome"] == "limit-cycle" and r["euler_sustained"] for r in rows)
-    fails = any(r["euler_sustained"] for r in rows)
-    slow = any(r["euler_outcome"] != "converged" and not r["euler_sustained"] for r in rows)
-    converges = all(r["analog_continuous_outcome"] == "converged" and r["analog_max_re_mu"] < 0 for r in rows)
-    if not fails:
-        answer = ("Euler converges at this eps" if not slow else
-                  "Euler has not converged within its window but its fixed point is stable "
-                  "(max |lambda(M)| < 1: a slowly decaying transient, not a cycle)") + "; " + (
-            "the analog block converges in continuous time" if converges else
-            "the analog block does NOT converge in continuous time (its non-idealities change the field)")
-    elif converges:
-        answer = ("Euler " + ("cycles" if cycles else "diverges") + " at this eps (max |lambda(M)| > 1), "
-                  "but the analog block converges in continuous time (all Re mu < 0): an Euler "
-                  "artifact of the step size")
-    else:
-        answer = ("Euler " + ("cycles" if cycles else "diverges") + " and the analog block does not "
-                  "converge in continuous time either: the instability is in the field itself")
-    return {"eps": float(eps), "hardware": hardware if isinstance(hardware, str) else "ChipConfig",
-            "inputs": rows, "euler_cycles": cycles, "euler_fails": fails,
-            "continuous_converges": converges, "answer": answer, "digital": digital, "analog": analog}
-
-
-def format_verdict(out: dict) -> str:
-    """A short text table of :func:`continuous_verdict`: per input the Euler outcome (period in
-    ``tau``), ``max |lambda(M)|``, the analog continuous-time outcome, its ``max Re mu``
-    (1/``tau``) and the analog-vs-digital fixed-point distance, then the answer."""
-    head = (f"{'input':>5}  {'Euler (digital)':>24}  {'max|lam(M)|':>11}  {'analog continuous':>17}  "
-            f"{'max Re mu':>9}  {'|z_a - z_d|/|z_d|':>17}")
-    rows = [head, "-" * len(head)]
-    for i, r in enumerate(out["inputs"]):
-        p = r["euler_period_tau"]
-        e = r["euler_outcome"] + (f" T={p:.3g}" if p is not None and np.isfinite(p) else "")
-        rows.append(f"{i:>5}  {e:>24}  {r['euler_spectral_radius_M']:>11.4f}  "
-                    f"{r['analog_continuous_outcome']:>17}  {r['analog_max_re_mu']:>+9.4f}  "
-                    f"{r['analog_vs_digital_fixed_point']:>17.3e}")
-    rows.append(f"eps = {out['eps']} tau, hardware {out['hardware']}: {out['answer']}")
-    return "\n".join(rows)
