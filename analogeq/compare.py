@@ -10,7 +10,6 @@ realizations.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import equinox as eqx
@@ -18,13 +17,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from analogeq.assembly import build_analog, build_digital, load_hardware, train
 from analogeq.config import TrainConfig
 from analogeq.energy_report import energy_line, energy_report
 from analogeq.ep import ImplicitAdjoint, free_phase, tree_cosine
 from analogeq.hardware.config import ChipConfig
 from analogeq.hardware.dynamics import ChipRelaxation
 from analogeq.hardware.realize import realize
-from analogeq.assembly import build_analog, build_digital, load_hardware, train
+from analogeq.jsonio import write_json
+from analogeq.streams import Streams
 
 
 def _rel_err(a, b):
@@ -68,7 +69,7 @@ def monte_carlo(cfg: TrainConfig, hardware, model=None, n_chips: int = 8, n_prob
     d = digital.data
     xs, ys = jnp.asarray(d.x_train[:n_probe]), jnp.asarray(d.y_train[:n_probe])
     dep, dexact = _ep_and_exact(digital.estimator, digital.cost, digital.relaxation, model, xs, ys, None)
-    keys = jax.random.split(jax.random.PRNGKey(cfg.chip_seed), n_chips)
+    keys = jax.random.split(Streams.of(cfg).monte_carlo, n_chips)
     per = chip_metrics(digital.estimator, digital.cost, hw, model, keys, xs, ys, jnp.asarray(d.x_test), jnp.asarray(d.y_test),
                        dep.free.state, dexact.grads)
     return {k: _dist(np.asarray(v)) for k, v in per.items()}
@@ -92,7 +93,7 @@ def gradient_report(cfg: TrainConfig, hardware, n_probe: int = 64) -> dict:
     digital, analog = build_digital(cfg), build_analog(cfg, hw)
     d = digital.data
     xs, ys = jnp.asarray(d.x_train[:n_probe]), jnp.asarray(d.y_train[:n_probe])
-    key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 3)
+    key = Streams.of(cfg).probe
     chip, relax = analog.model, analog.relaxation
     dig_ep, dig_exact = _ep_and_exact(digital.estimator, digital.cost, digital.relaxation, digital.model, xs, ys, None)
     ana_ep, ana_exact = _ep_and_exact(analog.estimator, analog.cost, relax, chip, xs, ys, key)
@@ -170,7 +171,7 @@ def write_report(report: dict, out: Path) -> None:
     if histories:
         plot_learning_curves(histories, out / "learning_curves.png")
     plot_monte_carlo(report["monte_carlo"], out / "monte_carlo.png")
-    (out / "report.json").write_text(json.dumps({k: v for k, v in report.items() if k != "_histories"}, indent=2))
+    write_json(out / "report.json", {k: v for k, v in report.items() if k != "_histories"})
 
 
 COMPARE_ROWS = [

@@ -4,7 +4,6 @@ the run's first batch (``analogeq energy`` prints this; ``compare`` includes it)
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from pathlib import Path
 
@@ -13,10 +12,18 @@ import jax.numpy as jnp
 from analogeq.assembly import build_analog
 from analogeq.config import TrainConfig
 from analogeq.energy import StepEnergy, real_nudges
-from analogeq.energy.breakdown import COUNT_KEYS, ENERGY_KEYS, LABELS, LATENCY_KEYS, as_floats, dominant
+from analogeq.energy.breakdown import (
+    COUNT_KEYS,
+    ENERGY_KEYS,
+    LABELS,
+    LATENCY_KEYS,
+    as_floats,
+    dominant,
+)
 from analogeq.hardware.config import ChipConfig
-from analogeq.report import format_table
+from analogeq.jsonio import write_json
 from analogeq.streams import Streams
+from analogeq.tables import format_table
 from analogeq.training import make_train_step
 
 _PREFIXES = ((1e-3, "m"), (1e-6, "u"), (1e-9, "n"), (1e-12, "p"), (1e-15, "f"), (1e-18, "a"))
@@ -72,7 +79,7 @@ def energy_report(cfg: TrainConfig, hardware: str | ChipConfig | None = None,
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "energy.json").write_text(json.dumps(report, indent=2))
+        write_json(out / "energy.json", report)
     return report
 
 
