@@ -453,3 +453,26 @@ def test_unreachable_scheduler_fails_within_the_connect_limit(tmp_path, monkeypa
     assert time.perf_counter() - t0 < 15
     with pytest.raises(ValueError, match="workers must be an integer in 0..256"):
         execute.execute(spec, tmp_path, workers=-1, progress=False, log=lambda m: None)
+
+
+_FLAGS = [_flag(n) for n in TrainConfig.field_names() if TrainConfig.spec(n).kind != "bool"]
+_TEXT = st.one_of(st.sampled_from(["0", "-1", "1", "0.5", "1e-3", "nan", "inf", "1e400", "3", "64", "adam", "sgd",
+                                   "ideal", "leaky", "", "99999999999999999999"]),
+                  st.text(alphabet="0123456789.-+eE", max_size=8), st.integers(-(2**40), 2**40).map(str))
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(pairs=st.lists(st.tuples(st.sampled_from(_FLAGS), _TEXT), min_size=1, max_size=4))
+def test_any_train_command_line_parses_or_fails_in_one_line(pairs, capsys):
+    argv = ["train"] + [f"{flag}={value}" for flag, value in pairs] + ["--dry-run"]
+    capsys.readouterr()
+    rc = main(argv)
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err and "internal error" not in err, (argv, err)
+    if rc == 0:  # the configuration printed is complete and reads back as the same one
+        cfg = TrainConfig.from_dict(tomllib.loads(out))
+        assert cfg == TrainConfig.from_dict(tomllib.loads(cfg.to_toml()))
+    else:
+        lines = err.strip().splitlines()
+        assert rc == 2 and len(lines) == 1 and lines[0].startswith("analogeq train: error: "), (argv, err)
