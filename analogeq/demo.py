@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from analogeq.assembly import train
 from analogeq.compare import compare, format_compare, write_report
 from analogeq.config import TrainConfig
-from analogeq.training import train
 
 DEMO_HARDWARE = "realistic"
 DEMO_DEVICE = "ecram-tang2018"

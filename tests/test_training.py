@@ -4,10 +4,10 @@ import jax
 import numpy as np
 import pytest
 
+from analogeq.assembly import train
 from analogeq.cli import main
 from analogeq.config import TrainConfig
 from analogeq.data import load_digits, load_task
-from analogeq.training import train
 
 
 def test_digits_split_is_fixed_and_stratified():

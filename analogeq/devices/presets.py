@@ -28,14 +28,23 @@ from typing import Any, ClassVar
 
 from analogeq.devices import pulsed
 from analogeq.devices.inference import PCMInference
+from analogeq.devices.neurosim import NeuroSimDevice
 from analogeq.package_data import data_dir
-from analogeq.spec import ConfigError, Spec, boolean, format_value, integer, read_toml, real
+from analogeq.spec import (
+    ConfigError,
+    Spec,
+    boolean,
+    format_value,
+    integer,
+    read_toml,
+    real,
+)
 
 DEVICE_DIR = data_dir("device_models") / "devices"
 """Folder of the device presets (``device_models/devices/``, installed with the package)."""
 MODELS = {cls.__name__: cls for cls in (
     pulsed.ConstantStep, pulsed.LinearStep, pulsed.SoftBounds, pulsed.ExponentialStep,
-    pulsed.PowerStep, pulsed.PiecewiseStep, pulsed.NeuroSimDevice)}
+    pulsed.PowerStep, pulsed.PiecewiseStep, NeuroSimDevice)}
 KEYS = ("name", "description", "model", "params", "inference", "sources")
 """Top-level keys of a preset file."""
 
@@ -121,7 +130,7 @@ class PiecewiseStepParams(PulsedParams):
 
 @dataclass(frozen=True)
 class NeuroSimParams(Spec):
-    """:class:`analogeq.devices.pulsed.NeuroSimDevice` (conductances in S, weights in weight units)."""
+    """:class:`analogeq.devices.neurosim.NeuroSimDevice` (conductances in S, weights in weight units)."""
 
     _section: ClassVar[str] = "params"
 

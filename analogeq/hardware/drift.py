@@ -103,7 +103,7 @@ def accuracy_over_time(network, hardware, model: PCMInference, data, times, key,
     from analogeq.costs import SquaredError
     from analogeq.hardware.dynamics import ChipRelaxation
     from analogeq.hardware.realize import realize
-    from analogeq.training import evaluate
+    from analogeq.evaluation import evaluate
 
     hw = hardware.replace(**{"crossbar.prog_noise": 0.0, "crossbar.n_levels": 0})
     k_chip, k_prog, k_read, k_eval = jax.random.split(key, 4)

@@ -21,8 +21,8 @@ SLURMCluster and pass its scheduler address; see docs/sweeps.md)."""
 
 
 def cmd_sweep(args) -> int:
-    from analogeq.report import format_table
     from analogeq.sweep.run import load_spec, run_sweep
+    from analogeq.tables import format_table
 
     spec = load_spec(args.spec)
     if args.dry_run:
