@@ -9,13 +9,13 @@ from analogeq import cli_types as T
 
 
 def cmd_energy(args) -> int:
-    from analogeq.cli import config_from_args
+    from analogeq.cli_config import config_from_args
     from analogeq.energy_report import energy_report, format_energy
 
     args.hardware = args.hardware or "realistic"  # before validation: a --device needs a chip
     cfg = config_from_args(args)
     if args.dry_run:
-        from analogeq.cli import dry_run
+        from analogeq.cli_config import dry_run
 
         return dry_run(cfg)
     report = energy_report(cfg, cfg.hardware, args.out)
@@ -26,7 +26,7 @@ def cmd_energy(args) -> int:
 
 def register(sub) -> None:
     """Add ``energy`` to the ``analogeq`` parser."""
-    from analogeq.cli import _add_config_options
+    from analogeq.cli_config import add_config_options
 
     p = sub.add_parser("energy", help="energy and latency of a settle and of a training step on a chip",
                        description="Realizes the run's model on --hardware (a preset from "
@@ -36,5 +36,5 @@ def register(sub) -> None:
                        "settling, conversion and programming time [s]. The costs per conversion "
                        "and per pulse are the chip's [energy] section. Writes energy.json into --out.")
     p.add_argument("--out", type=T.out_dir, default="runs/energy", help="output directory (default: runs/energy)")
-    _add_config_options(p)
+    add_config_options(p)
     p.set_defaults(func=cmd_energy)

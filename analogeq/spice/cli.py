@@ -91,7 +91,7 @@ def cmd_export(args) -> int:
         nl = chip_netlist(chip, x, t_stop=t_stop, options=options)
         path = nl.write(args.out)
     except (ValueError, TypeError, OSError) as e:
-        from analogeq.cli import one_line
+        from analogeq.cli_config import one_line
 
         print(f"analogeq spice export: error: {one_line(e)}", file=sys.stderr)
         return 2
@@ -112,7 +112,7 @@ def cmd_validate(args) -> int:
         with time_limit(args.timeout):
             v = validate(chip, x, t_stop=args.t_stop, options=options, path=out / "block.cir")
     except (ValueError, TypeError, OSError, SpiceError) as e:
-        from analogeq.cli import one_line
+        from analogeq.cli_config import one_line
 
         print(f"analogeq spice validate: error: {one_line(e)}", file=sys.stderr)
         return 2
