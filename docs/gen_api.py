@@ -43,6 +43,9 @@ ENTRY_POINTS: dict[str, tuple[str, ...]] = {
     "analogeq.devices.presets": ("DevicePreset",),
     "analogeq.devices.inference": ("PCMInference", "compensation_factor"),
     "analogeq.updaters": ("make_optimizer",),
+    "analogeq.energy_report": ("energy_report", "format_energy", "energy_line"),
+    "analogeq.stability": ("Penalized", "StabilizedUpdater", "StabilityState", "residual_penalty",
+                           "jacobian_penalty", "controller_update", "cap_weights", "ema_model"),
 }
 """Names outside any ``__all__`` that are documented too (module -> names)."""
 
