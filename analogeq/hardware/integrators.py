@@ -129,8 +129,9 @@ class ExactDecay(eqx.Module):
     Attributes:
         decay: the decay matrix ``A`` (``m x m``, units of ``1/tau``) as nested tuples; its
             eigenvalues must have negative real parts.
-        step: target step ``h`` (units of ``tau``, ``> 0``); each part of the settle uses the
-            largest step ``<= h`` that divides it.
+        step: target step ``h`` (units of ``tau``, ``> 0``); the part of the settle before the
+            window and the window are each cut into equal steps of at most ``h``
+            (:meth:`parts`).
         settle: settle window (units of ``tau``, ``> 0``).
         window: the readout is the time average of the state over the last ``window`` of the
             settle (trapezoid rule on the steps; units of ``tau``, ``0 <= window <= settle``);
@@ -146,6 +147,9 @@ class ExactDecay(eqx.Module):
         m = len(self.decay)
         if m not in (1, 2) or any(len(row) != m for row in self.decay):
             raise ValueError(f"ExactDecay.decay must be a 1x1 or 2x2 matrix; got {self.decay!r}")
+        if not np.all(np.linalg.eigvals(np.asarray(self.decay, np.float64)).real < 0):
+            raise ValueError(f"ExactDecay.decay must be stable (eigenvalues with negative real parts: "
+                             f"a decay); got {self.decay!r}")
         if not (math.isfinite(self.step) and self.step > 0):
             raise ValueError(f"ExactDecay.step must be a finite number > 0 (units of tau); got {self.step!r}")
         if not (math.isfinite(self.settle) and self.settle > 0):
