@@ -1,0 +1,232 @@
+"""Many chips at once: a model realized on K chip instances and evaluated in one call.
+
+A chip instance is everything :func:`~analogeq.hardware.realize.realize` draws from a key (device
+bounds, programming error, quantization, neuron offset and gain mismatch) and, with pulsed
+devices, the device-to-device spreads :func:`~analogeq.hardware.pulsed.attach_devices` draws.
+A Monte Carlo over instances (the process-variation analysis of Pelgrom et al., IEEE JSSC 24,
+1433, 1989, applied to crossbar weights as in Rasch et al., "A flexible and fast PyTorch toolkit
+for simulating training and inference on analog crossbar arrays", AICAS 2021) maps one pure
+per-chip function over the chip keys:
+
+- ``"vmap"``: one ``jax.vmap`` over the keys, one compiled program;
+- ``"shard"``: the keys split over the local devices (a 1-D :class:`jax.sharding.Mesh` over
+  ``jax.devices()``, :func:`jax.shard_map`), each device running the ``vmap`` of its share;
+- ``"loop"``: one compiled per-chip program called once per key from Python (the reference).
+
+The three give the same per-chip numbers: each chip's randomness comes only from its own key,
+and a vmapped batch element is computed by the same operations as an unbatched call.
+
+Several devices on a CPU: XLA exposes one host device unless asked for more before JAX starts
+its backend (``XLA_FLAGS=--xla_force_host_platform_device_count=N``, or
+:func:`use_host_devices`; ``analogeq compare --host-devices N`` and the environment variable
+``ANALOGEQ_HOST_DEVICES`` do this for the command line). On a 2-core machine two host devices
+keep both cores busy where XLA's one-device thread pool keeps about 1.7 busy.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, PartitionSpec
+
+from analogeq.costs import AbstractCost
+from analogeq.ep import free_phase
+from analogeq.hardware.chip import Chip
+from analogeq.hardware.config import ChipConfig
+from analogeq.hardware.dynamics import ChipRelaxation
+from analogeq.hardware.pulsed import attach_devices, device_hardware
+from analogeq.hardware.realize import realize
+from analogeq.models import LeakyNetwork
+from analogeq.stability import scored_accuracy
+
+MODES = ("auto", "vmap", "shard", "loop")
+HOST_DEVICES_ENV = "ANALOGEQ_HOST_DEVICES"
+_AXIS = "chips"
+
+
+# --------------------------------------------------------------------------- host devices
+def _backend_started() -> bool:
+    from jax._src import xla_bridge  # no public query; the private flag is stable since 0.4
+
+    return bool(getattr(xla_bridge, "_backends", None))
+
+
+def use_host_devices(n: int | str | None = None) -> int:
+    """Ask XLA for ``n`` CPU devices (default: ``$ANALOGEQ_HOST_DEVICES``; ``None`` and unset:
+    leave JAX's default). Must run before JAX's first computation in the process; afterwards
+    a request that differs from the device count JAX already has is an error.
+
+    Returns the number of host devices requested (``0`` when none was).
+    """
+    if n is None:
+        n = os.environ.get(HOST_DEVICES_ENV) or None
+    if n is None:
+        return 0
+    try:
+        n = int(n)
+    except ValueError:
+        raise ValueError(f"{HOST_DEVICES_ENV} / --host-devices = {n!r}: expected an integer >= 1") from None
+    if n < 1:
+        raise ValueError(f"{HOST_DEVICES_ENV} / --host-devices = {n}: expected an integer >= 1")
+    if _backend_started():
+        have = len(jax.devices("cpu"))
+        if have != n:
+            raise ValueError(f"--host-devices {n}: JAX already started with {have} CPU device(s); "
+                             f"set {HOST_DEVICES_ENV}={n} or XLA_FLAGS=--xla_force_host_platform_"
+                             f"device_count={n} before the process starts")
+        return n
+    flag = "--xla_force_host_platform_device_count"
+    flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if not f.startswith(flag)]
+    os.environ["XLA_FLAGS"] = " ".join([*flags, f"{flag}={n}"])
+    jax.config.update("jax_num_cpu_devices", n)  # JAX >= 0.4.38 reads this, older ones XLA_FLAGS
+    return n
+
+
+# --------------------------------------------------------------------------- chip instances
+def chip_hardware(hw: ChipConfig, device=None) -> ChipConfig:
+    """The hardware a chip instance is realized on: ``hw``, or with a pulsed ``device`` the
+    transimpedance gain that makes one device weight unit one chip weight unit
+    (:func:`~analogeq.hardware.pulsed.device_hardware`)."""
+    return hw if device is None else device_hardware(hw, device)
+
+
+def deployable(model, hw: ChipConfig) -> LeakyNetwork:
+    """The network to program: a :class:`Chip`'s weights read back (:meth:`Chip.as_model`), a
+    :class:`LeakyNetwork` as it is; weights beyond the crossbar range ``+-w_max`` (a digitally
+    trained model can leave it) clipped to it, as a write-verify loop saturates there."""
+    net = model.as_model() if isinstance(model, Chip) else model
+    if not isinstance(net, LeakyNetwork):
+        raise TypeError(f"a chip realizes a LeakyNetwork or a Chip's weights; got {type(model).__name__}")
+    limit = hw.crossbar.w_max
+    clip = lambda ws: tuple(jnp.clip(w, -limit, limit) for w in ws)  # noqa: E731
+    return LeakyNetwork(net.sizes, key=None, parameters=(clip(net.weights), clip(net.feedback), clip(net.biases)))
+
+
+def instance(model: LeakyNetwork, hw: ChipConfig, key, device=None) -> Chip:
+    """Chip instance ``key`` of ``model`` on ``hw`` (already :func:`chip_hardware`): realized
+    from ``key`` and, with a pulsed ``device``, devices attached from ``fold_in(key, 1)``: the
+    same key derivation as :class:`~analogeq.streams.Streams` (``chip``, ``devices``), so the
+    instance of ``Streams.of(cfg).chip`` is the chip :func:`~analogeq.assembly.build_analog`
+    trains."""
+    chip = realize(model, hw, key)
+    return chip if device is None else attach_devices(chip, device, jax.random.fold_in(key, 1))
+
+
+class ChipEvaluation(eqx.Module):
+    """Per-chip evaluation ``(key, model, xs, ys) -> metrics``: chip instance ``k_chip`` of the
+    model, free phase on ``xs`` with noise from ``k_noise`` (``k_chip, k_noise = split(key)``),
+    read out and scored.
+
+    Metrics (scalars): ``test_acc``, ``test_loss``, ``settle_time_s`` (mean over samples,
+    seconds), ``test_unconverged`` (samples whose settle did not reach ``steady_tol``).
+    """
+
+    relaxation: ChipRelaxation
+    cost: AbstractCost
+    device: eqx.Module | None = None
+
+    def __call__(self, key, model, xs, ys) -> dict:
+        k_chip, k_noise = jax.random.split(key)
+        chip = instance(model, self.relaxation.config, k_chip, self.device)
+        free = free_phase(chip, self.relaxation, xs, k_noise)
+        y = jax.vmap(chip.readout)(free.state)
+        return {
+            "test_acc": scored_accuracy(y, ys),
+            "test_loss": jnp.mean(jax.vmap(self.cost)(y, ys)),
+            "settle_time_s": jnp.mean(free.time) * self.relaxation.tau,
+            "test_unconverged": jnp.sum(~free.converged),
+        }
+
+
+# --------------------------------------------------------------------------- mapping over keys
+def resolve_mode(mode: str = "auto") -> str:
+    """``auto``: ``shard`` when JAX has more than one local device, else ``vmap``."""
+    if mode not in MODES:
+        raise ValueError(f"Monte Carlo mode {mode!r}: choose one of {list(MODES)}")
+    if mode == "auto":
+        return "shard" if jax.local_device_count() > 1 else "vmap"
+    return mode
+
+
+@eqx.filter_jit
+def _one(fn, key, args):
+    return fn(key, *args)
+
+
+@eqx.filter_jit
+def _vmapped(fn, keys, args):
+    return jax.vmap(lambda k: fn(k, *args))(keys)
+
+
+@eqx.filter_jit
+def _sharded(fn, keys, args, n_devices: int):
+    mesh = Mesh(np.asarray(jax.local_devices()[:n_devices]), (_AXIS,))
+    dynamic, static = eqx.partition((fn, args), eqx.is_array)
+
+    def local(ks, dyn):  # this device's share of the keys, vmapped as in "vmap"
+        f, a = eqx.combine(dyn, static)
+        return jax.vmap(lambda k: f(k, *a))(ks)
+
+    # Replicated operands and per-chip outputs only: no cross-device value to check.
+    return jax.shard_map(local, mesh=mesh, in_specs=(PartitionSpec(_AXIS), PartitionSpec()),
+                         out_specs=PartitionSpec(_AXIS), check_vma=False)(keys, dynamic)
+
+
+def map_chips(fn: Callable, keys, *args, mode: str = "auto") -> dict:
+    """``fn(key, *args)`` for every chip key, stacked along a leading axis (host arrays).
+
+    Args:
+        fn: a pure per-chip function (an :class:`equinox.Module` or a module-level function, so
+            its compiled program is reused across calls); array leaves of ``fn`` and ``args`` are
+            traced, the rest static.
+        keys: chip keys, shape ``(K, 2)`` (``jax.random.split``).
+        args: the same for every chip (model, data), replicated on every device.
+        mode: ``"vmap"``, ``"shard"``, ``"loop"`` or ``"auto"`` (:func:`resolve_mode`).
+    """
+    mode = resolve_mode(mode)
+    keys = jnp.asarray(keys)
+    if mode == "loop":
+        rows = [_one(fn, k, args) for k in keys]
+        return jax.tree.map(lambda *v: np.stack([np.asarray(x) for x in v]), *rows)
+    if mode == "vmap":
+        return jax.tree.map(np.asarray, _vmapped(fn, keys, args))
+    n_dev = jax.local_device_count()
+    n = keys.shape[0]
+    pad = -n % n_dev  # shard_map splits evenly: repeat the last key, drop its copies after
+    padded = jnp.concatenate([keys, jnp.repeat(keys[-1:], pad, axis=0)]) if pad else keys
+    out = _sharded(fn, padded, args, n_dev)
+    return jax.tree.map(lambda v: np.asarray(v)[:n], out)
+
+
+def evaluate_chips(model, hw: ChipConfig, keys, xs, ys, cost: AbstractCost, *, device=None,
+                   mode: str = "auto") -> dict:
+    """Evaluate ``model`` on one chip instance per key (:class:`ChipEvaluation`).
+
+    Args:
+        model: a :class:`LeakyNetwork`, or a trained :class:`Chip` whose weights are read back
+            and programmed onto the other instances (:func:`deployable`).
+        hw: the chip's hardware description (without the device's ``G_ref``; added here).
+        keys: chip keys, shape ``(K, 2)``.
+        xs, ys: the evaluation set (inputs, integer labels).
+        cost: the run's cost (for ``test_loss``).
+        device: a pulsed device (:mod:`analogeq.devices`) under every crosspoint, or ``None``.
+        mode: see :func:`map_chips`.
+
+    Returns:
+        ``{metric: array of shape (K,)}`` (host arrays).
+    """
+    hw = chip_hardware(hw, device)
+    fn = ChipEvaluation(ChipRelaxation(hw), cost, device)
+    return map_chips(fn, keys, deployable(model, hw), jnp.asarray(xs), jnp.asarray(ys), mode=mode)
+
+
+def distribution(values) -> dict:
+    """``{"mean", "std", "min", "max", "values"}`` of per-chip numbers (the report's format)."""
+    v = np.asarray(values, dtype=np.float64)
+    return {"mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()),
+            "max": float(v.max()), "values": v.tolist()}
