@@ -48,7 +48,9 @@ def cmd_train(args) -> int:
 
 def cmd_compare(args) -> int:
     from analogeq.compare import compare, format_compare
+    from analogeq.montecarlo import use_host_devices
 
+    use_host_devices(args.host_devices)  # before JAX's first computation; None: $ANALOGEQ_HOST_DEVICES
     cfg = config_from_args(args)
     hardware = cfg.hardware or "realistic"
     if args.dry_run:
@@ -95,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "device_models/ or a TOML file; default: realistic).")
     p.add_argument("--n-chips", type=T.integer(1, 4096), default=8,
                    help="chip instances in the Monte Carlo (default 8)")
+    p.add_argument("--host-devices", type=T.integer(1, 256), default=None,
+                   help="split the CPU into N XLA host devices and shard the Monte Carlo's chips "
+                   "over them (same numbers, faster on several cores; default: env "
+                   "ANALOGEQ_HOST_DEVICES, else 1; same as XLA_FLAGS="
+                   "--xla_force_host_platform_device_count=N set before the process starts)")
     p.add_argument("--train-steps", type=T.integer(0, TrainConfig.spec("steps").le), default=None,
                    help="training steps for both realizations (0: no training; default: --steps)")
     p.add_argument("--out", type=T.out_dir, default="runs/compare", help="output directory (default: runs/compare)")

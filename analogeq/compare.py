@@ -3,7 +3,8 @@
 :func:`compare` reports, at the initial model: the fixed-point error of the chip against the
 emulator, gradient cosines (analog EP vs digital EP vs the implicit adjoint of the digital model
 and of the chip), settle times in seconds; a Monte Carlo over independent chip instances (one
-vectorized call); the chip's energy and latency of a settle and of a training step
+call over all chips, :mod:`analogeq.montecarlo`), of the initial and, after training, of the
+trained models; the chip's energy and latency of a settle and of a training step
 (:func:`analogeq.energy_report.energy_report`); and, optionally, test accuracy over training of both
 realizations.
 """
@@ -15,16 +16,32 @@ from pathlib import Path
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from analogeq.assembly import build_analog, build_digital, load_hardware, train
+from analogeq.assembly import (
+    build_analog,
+    build_digital,
+    load_data,
+    load_hardware,
+    train,
+)
 from analogeq.config import TrainConfig
+from analogeq.costs import make_cost
+from analogeq.devices.presets import load_device
 from analogeq.energy_report import energy_line, energy_report
 from analogeq.ep import ImplicitAdjoint, free_phase, tree_cosine
 from analogeq.hardware.config import ChipConfig
 from analogeq.hardware.dynamics import ChipRelaxation
-from analogeq.hardware.realize import realize
 from analogeq.jsonio import write_json
+from analogeq.montecarlo import (
+    chip_hardware,
+    chip_streams,
+    deployable,
+    distribution,
+    evaluate_chips,
+    instance,
+    map_chips,
+    resolve_mode,
+)
 from analogeq.streams import Streams
 
 
@@ -32,52 +49,102 @@ def _rel_err(a, b):
     return jnp.linalg.norm(a - b) / jnp.linalg.norm(b)
 
 
-@eqx.filter_jit
-def chip_metrics(estimator, cost, hw: ChipConfig, model, keys, xs, ys, test_x, test_y, digital_states, digital_exact):
-    """Per-chip metrics for chip instances of ``model`` drawn from ``keys`` (vectorized).
+class InitialChipMetrics(eqx.Module):
+    """Per-chip metrics of a model realized on chip instance ``key`` (a per-chip function for
+    :func:`analogeq.montecarlo.map_chips`): the instance is ``k_chip`` of
+    :func:`~analogeq.montecarlo.chip_streams` (with ``device``: pulsed devices attached), the
+    EP and exact gradients use ``k_probe``, the test evaluation ``k_test``."""
 
-    Returns a dict of arrays with one entry per key: ``fixed_point_error`` (node voltages vs the
-    emulator's fixed point, relative), ``cos_ep_vs_chip_exact``, ``cos_ep_vs_digital_exact``,
-    ``settle_time_s`` (mean over the probe batch) and ``test_acc`` of the realized model.
-    """
-    relax = ChipRelaxation(hw)
+    estimator: eqx.Module
+    cost: eqx.Module
+    relaxation: ChipRelaxation
+    device: eqx.Module | None = None
 
-    def one(key):
-        k_chip, k_noise, k_test = jax.random.split(key, 3)
-        chip = realize(model, hw, k_chip)
-        ep, exact = _ep_and_exact(estimator, cost, relax, chip, xs, ys, k_noise)
+    def __call__(self, key, model, xs, ys, test_x, test_y, digital_states, digital_exact):
+        k_chip, k_noise, k_test = chip_streams(key)
+        chip = instance(model, self.relaxation.config, k_chip, self.device)
+        ep, exact = _ep_and_exact(self.estimator, self.cost, self.relaxation, chip, xs, ys, k_noise)
         g_ep = chip.weight_gradient(ep.grads)
-        test = free_phase(chip, relax, test_x, k_test)
+        test = free_phase(chip, self.relaxation, test_x, k_test)
         y = jax.vmap(chip.readout)(test.state)
         return {
             "fixed_point_error": _rel_err(ep.free.state[:, : chip.n_neurons], digital_states),
             "cos_ep_vs_chip_exact": tree_cosine(g_ep, chip.weight_gradient(exact.grads)),
             "cos_ep_vs_digital_exact": tree_cosine(g_ep, digital_exact),
-            "settle_time_s": jnp.mean(ep.free.time) * relax.tau,
+            "settle_time_s": jnp.mean(ep.free.time) * self.relaxation.tau,
             "test_acc": jnp.mean(jnp.argmax(y, axis=-1) == test_y),
         }
 
-    return jax.vmap(one)(keys)
+
+def chip_metrics(estimator, cost, hw: ChipConfig, model, keys, xs, ys, test_x, test_y, digital_states,
+                 digital_exact, *, device=None, mode: str = "auto"):
+    """Per-chip metrics for chip instances of ``model`` drawn from ``keys`` (one call over all
+    chips: :func:`analogeq.montecarlo.map_chips` with ``mode``).
+
+    Returns a dict of arrays with one entry per key: ``fixed_point_error`` (node voltages vs the
+    emulator's fixed point, relative), ``cos_ep_vs_chip_exact``, ``cos_ep_vs_digital_exact``,
+    ``settle_time_s`` (mean over the probe batch) and ``test_acc`` of the realized model. With a
+    pulsed ``device`` every instance has those devices under its crosspoints.
+    """
+    hw = chip_hardware(hw, device)
+    fn = InitialChipMetrics(estimator, cost, ChipRelaxation(hw), device)
+    return map_chips(fn, keys, deployable(model, hw), xs, ys, test_x, test_y, digital_states,
+                     digital_exact, mode=mode)
 
 
-def monte_carlo(cfg: TrainConfig, hardware, model=None, n_chips: int = 8, n_probe: int = 64) -> dict:
+def _device(cfg: TrainConfig):
+    """The run's pulsed device model (``None`` without ``--device``)."""
+    return load_device(cfg.device).device if cfg.device else None
+
+
+def chip_keys(cfg: TrainConfig, n_chips: int):
+    """The Monte Carlo's chip keys: ``n_chips`` keys split from ``Streams.of(cfg).monte_carlo``."""
+    return jax.random.split(Streams.of(cfg).monte_carlo, n_chips)
+
+
+def monte_carlo(cfg: TrainConfig, hardware, model=None, n_chips: int = 8, n_probe: int = 64,
+                mode: str = "auto") -> dict:
     """Distributions over ``n_chips`` chip instances of ``model`` (default: the run's initial
-    model), as ``{metric: {"mean", "std", "min", "max", "values"}}``."""
+    model; with ``cfg.device`` every instance has pulsed devices), as ``{metric: {"mean",
+    "std", "min", "max", "values"}}``. ``mode``: see :func:`analogeq.montecarlo.map_chips`."""
     hw = load_hardware(hardware)
     digital = build_digital(cfg)
     model = digital.model if model is None else model
     d = digital.data
     xs, ys = jnp.asarray(d.x_train[:n_probe]), jnp.asarray(d.y_train[:n_probe])
     dep, dexact = _ep_and_exact(digital.estimator, digital.cost, digital.relaxation, model, xs, ys, None)
-    keys = jax.random.split(Streams.of(cfg).monte_carlo, n_chips)
-    per = chip_metrics(digital.estimator, digital.cost, hw, model, keys, xs, ys, jnp.asarray(d.x_test), jnp.asarray(d.y_test),
-                       dep.free.state, dexact.grads)
-    return {k: _dist(np.asarray(v)) for k, v in per.items()}
+    per = chip_metrics(digital.estimator, digital.cost, hw, model, chip_keys(cfg, n_chips), xs, ys,
+                       jnp.asarray(d.x_test), jnp.asarray(d.y_test), dep.free.state, dexact.grads,
+                       device=_device(cfg), mode=mode)
+    return {k: distribution(v) for k, v in per.items()}
 
 
-def _dist(v: np.ndarray) -> dict:
-    return {"mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()),
-            "max": float(v.max()), "values": v.tolist()}
+def trained_monte_carlo(cfg: TrainConfig, hardware, trained: dict, data=None, n_chips: int = 8,
+                        mode: str = "auto") -> dict:
+    """The trained models of a report programmed onto ``n_chips`` chip instances (the same
+    instances as :func:`monte_carlo`'s, pulsed devices with ``cfg.device``) and evaluated on the
+    test set: the accuracy spread a design ships with.
+
+    Args:
+        trained: ``{name: model}``; a trained :class:`~analogeq.hardware.chip.Chip` is read back
+            with :meth:`~analogeq.hardware.chip.Chip.as_model` (weights beyond the crossbar range
+            clipped, :func:`~analogeq.montecarlo.deployable`), a digital model is used as it is.
+        data: the run's data set (default: loaded from ``cfg``).
+
+    Returns:
+        ``{name: {metric: {"mean", "std", "min", "max", "values"}}}`` with the metrics of
+        :class:`~analogeq.montecarlo.ChipEvaluation` (``test_acc``, ``test_loss``,
+        ``settle_time_s``, ``test_unconverged``).
+    """
+    hw = load_hardware(hardware)
+    data = data if data is not None else load_data(cfg)
+    keys = chip_keys(cfg, n_chips)
+    out = {}
+    for name, model in trained.items():
+        per = evaluate_chips(model, hw, keys, data.x_test, data.y_test, make_cost(cfg.cost),
+                             device=_device(cfg), mode=mode)
+        out[name] = {k: distribution(v) for k, v in per.items()}
+    return out
 
 
 @eqx.filter_jit
@@ -123,6 +190,7 @@ def compare(
     n_chips: int = 8,
     train_steps: int | None = None,
     progress: bool = True,
+    mode: str = "auto",
 ) -> dict:
     """Full analog-vs-digital report (``analogeq compare`` calls this).
 
@@ -130,9 +198,17 @@ def compare(
         cfg: the training run (model, estimator, seeds) used by both realizations.
         hardware: chip preset name, TOML path or :class:`ChipConfig`.
         out_dir: where ``report.json`` and the PNG plots go (nothing written when ``None``).
-        n_chips: chip instances in the Monte Carlo (vectorized).
+        n_chips: chip instances in the Monte Carlo (one call over all chips; with
+            ``cfg.device`` each has pulsed devices).
         train_steps: training steps of both realizations (``0``: no training; default
             ``cfg.steps``).
+        mode: how the Monte Carlo maps over chips (:func:`analogeq.montecarlo.map_chips`;
+            ``auto``: sharded over the local devices when there are several).
+
+    The report's ``monte_carlo`` holds the initial model on ``n_chips`` instances; after
+    training, ``monte_carlo_trained`` holds the chip-trained weights (read back from the trained
+    chip) and the emulator-trained model programmed onto the same instances
+    (:func:`trained_monte_carlo`); ``monte_carlo_setup`` says how it ran.
     """
     if n_chips < 1:
         raise ValueError(f"n_chips must be >= 1; got {n_chips}")
@@ -143,7 +219,10 @@ def compare(
         "config": cfg.to_dict(),
         "hardware": hw.to_dict(),
         "at_init": gradient_report(cfg, hw),
-        "monte_carlo": monte_carlo(cfg, hw, n_chips=n_chips),
+        "monte_carlo": monte_carlo(cfg, hw, n_chips=n_chips, mode=mode),
+        "monte_carlo_setup": {"n_chips": n_chips, "mode": resolve_mode(mode),
+                              "local_devices": jax.local_device_count(), "device": cfg.device or None,
+                              "chip_keys": f"split(PRNGKey(chip_seed={cfg.chip_seed}), {n_chips})"},
         "energy": energy_report(cfg, hw),
     }
     if steps > 0:
@@ -157,6 +236,12 @@ def compare(
                        parts=parts, label=label)
         report["training"] = {"digital emulator": digital.summary, label: analog.summary}
         report["_histories"] = {"digital emulator": digital.history, label: analog.history}
+        # The chip trained on instance chip_seed; its weights (and the emulator's) shipped onto
+        # the Monte Carlo's instances: what a design's accuracy spreads over in production.
+        report["monte_carlo_trained"] = trained_monte_carlo(
+            run, hw, {"chip-trained": analog.model, "emulator-trained": digital.model},
+            data=parts.data, n_chips=n_chips, mode=mode)
+        report["monte_carlo_setup"]["trained_chip_final_test_acc"] = analog.summary["final_test_acc"]
     if out is not None:
         write_report(report, out)
     return report
@@ -207,6 +292,10 @@ def format_compare(report: dict) -> str:
         f"fixed-point error {mc['fixed_point_error']['mean']:.2e} +- {mc['fixed_point_error']['std']:.1e}, "
         f"cos(analog EP, chip exact) {mc['cos_ep_vs_chip_exact']['mean']:.4f} +- {mc['cos_ep_vs_chip_exact']['std']:.4f}",
     ]
+    for name, mct in report.get("monte_carlo_trained", {}).items():
+        acc = mct["test_acc"]
+        lines.append(f"Monte Carlo of the trained model over {len(acc['values'])} chips, {name} weights: "
+                     f"test acc {acc['mean']:.3f} +- {acc['std']:.3f} (min {acc['min']:.3f}, max {acc['max']:.3f})")
     if "energy" in report:
         lines.append(energy_line(report["energy"]))
     return "\n".join(lines)

@@ -26,7 +26,7 @@ keep both cores busy where XLA's one-device thread pool keeps about 1.7 busy.
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import equinox as eqx
 import jax
@@ -51,7 +51,9 @@ _AXIS = "chips"
 
 # --------------------------------------------------------------------------- host devices
 def _backend_started() -> bool:
-    from jax._src import xla_bridge  # no public query; the private flag is stable since 0.4
+    from jax._src import (
+        xla_bridge,  # no public query; the private flag is stable since 0.4
+    )
 
     return bool(getattr(xla_bridge, "_backends", None))
 
@@ -103,7 +105,7 @@ def deployable(model, hw: ChipConfig) -> LeakyNetwork:
     if not isinstance(net, LeakyNetwork):
         raise TypeError(f"a chip realizes a LeakyNetwork or a Chip's weights; got {type(model).__name__}")
     limit = hw.crossbar.w_max
-    clip = lambda ws: tuple(jnp.clip(w, -limit, limit) for w in ws)  # noqa: E731
+    clip = lambda ws: tuple(jnp.clip(w, -limit, limit) for w in ws)
     return LeakyNetwork(net.sizes, key=None, parameters=(clip(net.weights), clip(net.feedback), clip(net.biases)))
 
 
@@ -117,10 +119,18 @@ def instance(model: LeakyNetwork, hw: ChipConfig, key, device=None) -> Chip:
     return chip if device is None else attach_devices(chip, device, jax.random.fold_in(key, 1))
 
 
+def chip_streams(key):
+    """``(k_chip, k_probe, k_test)`` of Monte Carlo chip ``key``: the instance, the noise of a
+    gradient probe on it, the noise of its test-set evaluation. Every per-chip function derives
+    its keys here, so chip ``i`` is the same instance (and sees the same test noise) in the
+    initial-model and the trained-model Monte Carlo of a report."""
+    return tuple(jax.random.split(key, 3))
+
+
 class ChipEvaluation(eqx.Module):
     """Per-chip evaluation ``(key, model, xs, ys) -> metrics``: chip instance ``k_chip`` of the
-    model, free phase on ``xs`` with noise from ``k_noise`` (``k_chip, k_noise = split(key)``),
-    read out and scored.
+    model, free phase on ``xs`` with noise from ``k_test`` (:func:`chip_streams`), read out and
+    scored.
 
     Metrics (scalars): ``test_acc``, ``test_loss``, ``settle_time_s`` (mean over samples,
     seconds), ``test_unconverged`` (samples whose settle did not reach ``steady_tol``).
@@ -131,9 +141,9 @@ class ChipEvaluation(eqx.Module):
     device: eqx.Module | None = None
 
     def __call__(self, key, model, xs, ys) -> dict:
-        k_chip, k_noise = jax.random.split(key)
+        k_chip, _, k_test = chip_streams(key)
         chip = instance(model, self.relaxation.config, k_chip, self.device)
-        free = free_phase(chip, self.relaxation, xs, k_noise)
+        free = free_phase(chip, self.relaxation, xs, k_test)
         y = jax.vmap(chip.readout)(free.state)
         return {
             "test_acc": scored_accuracy(y, ys),

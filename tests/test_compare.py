@@ -3,7 +3,8 @@ import json
 import numpy as np
 
 from analogeq.cli import main
-from analogeq.compare import compare, format_compare
+from analogeq.assembly import build_digital
+from analogeq.compare import compare, format_compare, trained_monte_carlo
 from analogeq.config import TrainConfig
 
 
@@ -24,6 +25,22 @@ def test_compare_ideal_chip_agrees_with_emulator(tmp_path):
     assert saved["at_init"]["tau_s"] == init["tau_s"]
     for f in ("monte_carlo.png", "learning_curves.png"):
         assert (tmp_path / f).stat().st_size > 1000
+    # The trained models across chips: ideal instances are all the same chip, so the chip-trained
+    # weights, read back and programmed onto each, score what the trained chip scored.
+    mct = report["monte_carlo_trained"]
+    assert set(mct) == {"chip-trained", "emulator-trained"}
+    trained_acc = report["training"]["analog chip (ideal)"]["final_test_acc"]
+    assert report["monte_carlo_setup"]["trained_chip_final_test_acc"] == trained_acc
+    for name, per in mct.items():
+        assert set(per) == {"test_acc", "test_loss", "settle_time_s", "test_unconverged"}
+        assert len(per["test_acc"]["values"]) == 3
+        assert np.ptp(per["test_acc"]["values"]) == 0 and np.ptp(per["test_loss"]["values"]) < 1e-6
+    n_test = 360  # digits test set: one sample's flip is the tolerance of a re-programmed chip
+    assert abs(mct["chip-trained"]["test_acc"]["mean"] - trained_acc) <= 1 / n_test + 1e-9
+    digital_acc = report["training"]["digital emulator"]["final_test_acc"]
+    assert abs(mct["emulator-trained"]["test_acc"]["mean"] - digital_acc) <= 2 / n_test + 1e-9
+    assert saved["monte_carlo_trained"]["chip-trained"]["test_acc"]["values"] == mct["chip-trained"]["test_acc"]["values"]
+    assert "Monte Carlo of the trained model over 3 chips, chip-trained weights" in format_compare(report)
 
 
 def test_monte_carlo_spreads_over_mismatched_chips(tmp_path, capsys):
@@ -35,6 +52,17 @@ def test_monte_carlo_spreads_over_mismatched_chips(tmp_path, capsys):
     assert "training" not in report
     assert "Monte Carlo over 3 chips" in capsys.readouterr().out
     assert main(["compare", "--hardware", "nonexistent", "--out", str(tmp_path)]) == 2
+    setup = report["monte_carlo_setup"]
+    assert (setup["n_chips"], setup["mode"], setup["local_devices"], setup["device"]) == (3, "vmap", 1, None)
+    # The trained-model Monte Carlo runs on the same instances with the same test noise: the
+    # initial model evaluated by it scores exactly what the initial-model Monte Carlo reported.
+    cfg = TrainConfig.from_dict(report["config"])
+    again = trained_monte_carlo(cfg, "realistic", {"initial": build_digital(cfg).model}, n_chips=3)
+    np.testing.assert_array_equal(again["initial"]["test_acc"]["values"],
+                                  report["monte_carlo"]["test_acc"]["values"])
+    # this process already runs JAX with one CPU device: asking for two is a one-line error
+    assert main(["compare", "--host-devices", "2", "--out", str(tmp_path), "--train-steps", "0"]) == 2
+    assert "ANALOGEQ_HOST_DEVICES=2" in capsys.readouterr().err
 
 
 def test_chip_training_via_cli_resumes_exactly(tmp_path):
