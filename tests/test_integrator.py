@@ -15,8 +15,12 @@ import pytest
 import analogeq as aq
 from analogeq.ep.term import FreeTerm
 from analogeq.hardware import K_B, ChipConfig, ChipRelaxation, realize
-from analogeq.hardware.integrators import (DEFAULT_STEP, ExactDecay, stationary_covariances,
-                                           step_covariances)
+from analogeq.hardware.integrators import (
+    DEFAULT_STEP,
+    ExactDecay,
+    stationary_covariances,
+    step_covariances,
+)
 
 COST = aq.SquaredError()
 TAU = 1e-8  # [s] node time constant of every chip here (C / g_leak)
@@ -54,9 +58,10 @@ def test_kT_over_C_with_the_default_step(preset, c_node):
     of an 8 tau settle (transient below e^-16): the standard error of the variance is
     sqrt(2 / 262144) = 0.28 %, and the tolerance 1 % is 3.6 standard errors. The step is the
     integrator's default (no ``dynamics.sde_dt``); tau = C / g_leak is kept at 10 ns. On
-    ``realistic`` the crossbar's Johnson noise (through the amplifier pole) adds 0.19 % (1 fF) and
-    1.9 % (10 fF: g_leak is 10x larger) of kT/C, included in the expectation; its read noise is off (a per-read weight error, which would
-    enter through the bias column as a per-draw offset, not node noise).
+    ``realistic`` the crossbar's Johnson noise (through the amplifier pole) adds 0.19 % (1 fF)
+    and 1.9 % (10 fF: g_leak is 10x larger) of kT/C, included in the expectation; its read noise
+    is off (a per-read weight error, which would enter through the bias column as a per-draw
+    offset, not node noise).
     """
     base = ChipConfig.preset(preset)
     cfg = base.replace(**{
@@ -70,7 +75,8 @@ def test_kT_over_C_with_the_default_step(preset, c_node):
     chip = realize(net, cfg, jax.random.PRNGKey(0))
     relax = ChipRelaxation(cfg)
     assert relax.sde_dt() == DEFAULT_STEP
-    free = aq.free_phase(chip, relax, jnp.zeros((4096, 1)), key=jax.random.PRNGKey(1))
+    # Independent draws for each capacitance (same tau: equal draws would give equal ratios).
+    free = aq.free_phase(chip, relax, jnp.zeros((4096, 1)), key=jax.random.PRNGKey(round(c_node * 1e15)))
     v = chip.voltages(free.state.T).T * cfg.neuron.v_unit  # (draws, neurons) [V]
     var = float(jnp.mean(jnp.var(v, axis=0, ddof=1)))
     ktc = K_B * 300.0 / c_node
@@ -167,7 +173,8 @@ def test_readout_statistics_equal_fine_euler_maruyama(leaky, batch):
     distributed like standard normals (mean square < 2)."""
     z_mean, z_var, v1, v2 = _compare_with_fine_euler_maruyama(leaky, batch[0][0], 500, window_tau=None)
     print(f"500 draws: max |z| mean {np.max(np.abs(z_mean)):.2f}, variance {np.max(np.abs(z_var)):.2f}; "
-          f"mean z^2 {np.mean(z_mean**2):.2f}, {np.mean(z_var**2):.2f}; variance ratio {np.mean(v1 / v2):.4f}")
+          f"mean z^2 {np.mean(z_mean**2):.2f}, {np.mean(z_var**2):.2f}; "
+          f"variance ratio {np.mean(v1 / v2):.4f}")
     assert float(np.min(v1)) > 0
     for z in (z_mean, z_var):
         assert float(np.max(np.abs(z))) < 4.0, z

@@ -43,7 +43,7 @@ settle.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import equinox as eqx
 import jax
@@ -118,6 +118,26 @@ def _cholesky(q: Array) -> Array:
     return jnp.stack([jnp.stack([l00, zero]), jnp.stack([l10, l11])])
 
 
+def _mix_form(mat):
+    """``(diagonal, mirrored off-diagonal)`` of an ``m x m`` matrix (``m`` in 1, 2), each
+    ``(m, ...)``: ``M v = d * v + o * v[::-1]`` with ``d = (M00, M11)``, ``o = (M01, M10)``. A
+    per-neuron ``2 x 2`` product then needs no concatenation, which XLA's CPU backend fuses
+    poorly (3x slower for the noise transform)."""
+    m = mat.shape[0]
+    diag = [mat[i, i] for i in range(m)]
+    off = [mat[i, m - 1 - i] if m == 2 else 0 * mat[i, i] for i in range(m)]
+    return jnp.stack(diag), jnp.stack(off)
+
+
+def _mix(form, v):
+    """``M v`` per neuron for ``form = (d, o)`` from :func:`_mix_form` and blocks ``v``
+    (``(..., m, N)``)."""
+    d, o = form[0], form[1]
+    if v.shape[-2] == 1:
+        return d * v
+    return d * v + o * jnp.flip(v, axis=-2)
+
+
 class ExactDecay(eqx.Module):
     """One settle by the exact-decay step (module docstring), read as a window average.
 
@@ -153,7 +173,8 @@ class ExactDecay(eqx.Module):
         if not (math.isfinite(self.step) and self.step > 0):
             raise ValueError(f"ExactDecay.step must be a finite number > 0 (units of tau); got {self.step!r}")
         if not (math.isfinite(self.settle) and self.settle > 0):
-            raise ValueError(f"ExactDecay.settle must be a finite number > 0 (units of tau); got {self.settle!r}")
+            raise ValueError(f"ExactDecay.settle must be a finite number > 0 (units of tau); "
+                             f"got {self.settle!r}")
         if not 0 <= self.window <= self.settle:
             raise ValueError(f"ExactDecay.window must lie in [0, settle={self.settle:g}] (units of tau); "
                              f"got {self.window!r}")
@@ -170,7 +191,7 @@ class ExactDecay(eqx.Module):
         pre = self.settle - self.window
         n0 = math.ceil(pre / self.step - 1e-9) if pre > 0 else 0
         w0 = math.ceil(self.window / self.step - 1e-9) if self.window > 0 else 0
-        up = lambda n, c: c * math.ceil(n / c)  # noqa: E731
+        up = lambda n, c: c * math.ceil(n / c)
         cands = range(max(1, MAX_CHUNK // 2), MAX_CHUNK + 1)
         cands = [c for c in (*cands, n0, w0) if 1 <= c <= MAX_CHUNK]
         # Fewest steps, then the largest chunk (the fewest PRNG calls).
@@ -195,28 +216,29 @@ class ExactDecay(eqx.Module):
                              f"{m} blocks (node voltages, amplifier outputs)")
         if noise is not None and key is None:
             raise ValueError("ExactDecay: noise needs a PRNG key")
-        blocks = lambda s: s.reshape(b, m, per // m)  # noqa: E731
+        blocks = lambda s: s.reshape(b, m, per // m)
         n, n_w, c = self.parts()
         total = n + n_w
         # Step coefficients before (index 0) and in (index 1) the window.
         hs = (self.settle - self.window) / max(n, 1), self.window / max(n_w, 1)
-        phis = np.stack([step_coefficients(self.decay, h)[1] for h in hs])
-        phis = jnp.asarray(phis, dtype)
+        phis = jnp.asarray(np.stack([step_coefficients(self.decay, h)[1] for h in hs]), dtype)
         if noise is not None:
             sigma2 = blocks(jnp.broadcast_to(jnp.asarray(noise, dtype), shape)) ** 2
             qs = jnp.asarray(np.stack([step_covariances(self.decay, h) for h in hs]), dtype)
-            # Cholesky factors of each neuron's step covariance sum_j sigma_j^2 Q_j: (2, m, m, b, N).
-            chols = jnp.stack([_cholesky(sum(q[j][:, :, None, None] * sigma2[:, j] for j in range(m)))
-                               for q in qs])
+            # Cholesky factors L of each neuron's step covariance sum_j sigma_j^2 Q_j, kept as
+            # its diagonal and its mirrored off-diagonal (b, m, N) per part (the ``_mix`` form).
+            chols = [_cholesky(sum(q[j][:, :, None, None] * sigma2[:, j] for j in range(m))) for q in qs]
+            # (part, diagonal/off-diagonal, b, m, N)
+            noise_mix = jnp.stack([jnp.moveaxis(jnp.stack(_mix_form(chol)), 1, 2) for chol in chols])
 
         def step(carry, inp):
             s, acc = carry
-            k, phi, eta = inp
+            k, phi, mix, xi = inp
             z, f = blocks(s), blocks(field(s))
             new = jnp.stack([z[:, i] + sum(phi[i, j] * f[:, j] for j in range(m)) for i in range(m)],
                             axis=1)
-            if eta is not None:
-                new = new + eta
+            if xi is not None:
+                new = new + _mix(mix, xi)
             s = new.reshape(shape)
             if acc is not None:
                 # Trapezoid weights over the window's grid: 1/2 at its start (the last step
@@ -231,14 +253,11 @@ class ExactDecay(eqx.Module):
             in_window = first >= n
             phi = jnp.where(in_window, phis[1], phis[0])
             ks = first + jnp.arange(c)
-            eta = None
+            xi = mix = None
             if noise is not None:
                 xi = jax.random.normal(k_chunk, (c, b, m, per // m), dtype)
-                chol = jnp.where(in_window, chols[1], chols[0])
-                # eta_i = sum_j L_ij xi_j per neuron (elementwise: m is 1 or 2).
-                eta = jnp.stack([sum(chol[i, j] * xi[:, :, j] for j in range(i + 1)) for i in range(m)],
-                                axis=2)
-            carry, _ = jax.lax.scan(lambda cr, x: step(cr, (x[0], phi, x[1])), carry, (ks, eta))
+                mix = jnp.where(in_window, noise_mix[1], noise_mix[0])
+            carry, _ = jax.lax.scan(lambda cr, x: step(cr, (x[0], phi, mix, x[1])), carry, (ks, xi))
             return carry, None
 
         acc0 = None
