@@ -76,6 +76,8 @@ _LAZY = {
     "available_devices": "analogeq.devices.presets",
     # reports
     "compare": "analogeq.compare",
+    "evaluate_chips": "analogeq.montecarlo",
+    "map_chips": "analogeq.montecarlo",
     "diagnose_run": "analogeq.run_diagnostics",
     "analog_verdict": "analogeq.run_diagnostics",
     "energy_report": "analogeq.energy_report",

@@ -58,8 +58,9 @@ def test_monte_carlo_spreads_over_mismatched_chips(tmp_path, capsys):
     # initial model evaluated by it scores exactly what the initial-model Monte Carlo reported.
     cfg = TrainConfig.from_dict(report["config"])
     again = trained_monte_carlo(cfg, "realistic", {"initial": build_digital(cfg).model}, n_chips=3)
-    np.testing.assert_array_equal(again["initial"]["test_acc"]["values"],
-                                  report["monte_carlo"]["test_acc"]["values"])
+    # (the same count of correct samples per chip; the initial-model report's mean is float32)
+    np.testing.assert_allclose(again["initial"]["test_acc"]["values"],
+                               report["monte_carlo"]["test_acc"]["values"], rtol=1e-6)
     # this process already runs JAX with one CPU device: asking for two is a one-line error
     assert main(["compare", "--host-devices", "2", "--out", str(tmp_path), "--train-steps", "0"]) == 2
     assert "ANALOGEQ_HOST_DEVICES=2" in capsys.readouterr().err
