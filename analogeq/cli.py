@@ -55,7 +55,8 @@ def cmd_compare(args) -> int:
     hardware = cfg.hardware or "realistic"
     if args.dry_run:
         return dry_run(cfg, hardware)
-    report = compare(cfg.replace(hardware=""), hardware, args.out, n_chips=args.n_chips,
+    # A pulsed device lives on the chip (the config refuses a device without hardware).
+    report = compare(cfg if cfg.device else cfg.replace(hardware=""), hardware, args.out, n_chips=args.n_chips,
                      train_steps=args.train_steps, progress=not args.no_progress)
     print(format_compare(report))
     print(f"wrote {args.out}/report.json, monte_carlo.png" + (", learning_curves.png" if "training" in report else ""))
