@@ -83,30 +83,45 @@ class RunParts:
 def make_train_step(parts: RunParts, gate: bool):
     """The one jit-compiled training step ``(model, state, x, y, key) -> (model, state, metrics)``
     of every realization: estimate, update, then the metrics of the step, of the estimator
-    (``Estimate.metrics``) and of each hook in ``parts.hooks``."""
-    cost, relaxation, estimator, updater = parts.cost, parts.relaxation, parts.estimator, parts.updater
-    hooks = parts.hooks
+    (``Estimate.metrics``) and of each hook in ``parts.hooks``.
 
-    @eqx.filter_jit
+    The returned callable binds the parts to the module-level compiled step :func:`_train_step`,
+    whose compilation cache is keyed by the parts' structure (their static fields, the arrays'
+    shapes and dtypes), not by this call: parts of equal structure (another ``train()`` on the
+    same parts, another chip seed) reuse one executable. Static fields compare by value, so a
+    part rebuilt with equal settings also hits the cache, except for parts holding a fresh
+    closure (an optax optimizer from a new ``build_optimizer`` call compares by identity)."""
+    cost, relaxation, estimator, updater = parts.cost, parts.relaxation, parts.estimator, parts.updater
+    hooks = tuple(parts.hooks)
+
     def step(model, state, xb, yb, key):
-        k_est, k_write = jax.random.split(key)
-        est = estimator.estimate(model, cost, relaxation, xb, yb, gate=gate, key=k_est)
-        new_model, new_state = updater.update(model, est.grads, state, k_write, estimate=est)
-        y = jax.vmap(model.readout)(est.free.state)
-        metrics = {
-            "loss": jnp.mean(jax.vmap(cost)(y, yb)),
-            "train_acc": stability.scored_accuracy(y, yb),
-            "free_residual_max": jnp.max(est.free.residual),
-            "free_steps_mean": jnp.mean(est.free.steps.astype(jnp.float32)),
-            "unconverged": jnp.sum(~est.free.converged),
-            "nudged_residual_max": jnp.max(est.nudged_residual),
-            **est.metrics,
-        }
-        for hook in hooks:
-            metrics.update(hook(model, new_model, state, new_state, est))
-        return new_model, new_state, metrics
+        return _train_step(model, state, xb, yb, key, cost, relaxation, estimator, updater,
+                           hooks, gate)
 
     return step
+
+
+@eqx.filter_jit
+def _train_step(model, state, xb, yb, key, cost, relaxation, estimator, updater, hooks, gate):
+    """The body of :func:`make_train_step`'s step. Module level, so its compilation cache
+    outlives one ``make_train_step`` call: the key is the static structure of every argument
+    (the parts' static fields, the arrays' shapes and dtypes, ``gate``)."""
+    k_est, k_write = jax.random.split(key)
+    est = estimator.estimate(model, cost, relaxation, xb, yb, gate=gate, key=k_est)
+    new_model, new_state = updater.update(model, est.grads, state, k_write, estimate=est)
+    y = jax.vmap(model.readout)(est.free.state)
+    metrics = {
+        "loss": jnp.mean(jax.vmap(cost)(y, yb)),
+        "train_acc": stability.scored_accuracy(y, yb),
+        "free_residual_max": jnp.max(est.free.residual),
+        "free_steps_mean": jnp.mean(est.free.steps.astype(jnp.float32)),
+        "unconverged": jnp.sum(~est.free.converged),
+        "nudged_residual_max": jnp.max(est.nudged_residual),
+        **est.metrics,
+    }
+    for hook in hooks:
+        metrics.update(hook(model, new_model, state, new_state, est))
+    return new_model, new_state, metrics
 
 
 @eqx.filter_jit
