@@ -129,6 +129,11 @@ BAD = [
     ("dynamics.sde_dt", math.nan),
     ("dynamics.integrator", "rk4"),
     ("dynamics.integrator", 3),
+    ("dynamics.nudged_time", 0.0),
+    ("dynamics.nudged_time", -1e-9),
+    ("dynamics.nudged_time", math.nan),
+    ("dynamics.nudged_time", 1e-6),  # > settle_time
+    ("dynamics.nudged_time", "10 tau"),
     # energy
     ("energy.adc_fom", -1e-15),
     ("energy.adc_fom", math.inf),

@@ -6,8 +6,9 @@ implicit reference, which no chip runs), each started from the held free state; 
 needs every neuron's state read through the ADCs after the free phase and after each nudged
 phase. Then the batch update is programmed (:mod:`analogeq.energy.pulses`).
 
-* Nudged-phase windows: the fixed settle window (``dynamics.settle_time``), or in adaptive mode
-  the sample's measured free-phase time (the nudged phase's own time is not recorded).
+* Nudged-phase windows: the nudged settle window (``dynamics.nudged_time``, else the fixed
+  ``dynamics.settle_time``), or in adaptive mode the sample's measured free-phase time (the
+  nudged phase's own time is not recorded).
 * Nudged-phase dissipation is taken at the free state ``s*``: the nudged states differ from it
   by ``O(beta)``, so the static power differs by a relative ``O(beta)``. The AsymEP correction's
   reads act on ``s - s*`` (also ``O(beta)``), so their dissipation is ``O(beta^2)`` and left out.
@@ -57,7 +58,7 @@ def train_step_breakdown(chip: Chip, betas, est, pulses: tuple) -> dict:
     batch = est.free.state.shape[0]
     n_in, n_out, n_neurons = chip.sizes[0], chip.sizes[-1], chip.n_neurons
     t_free = est.free.time * nc.tau
-    t_nudged = t_free if cfg.dynamics.adaptive else jnp.full_like(t_free, cfg.dynamics.settle_time)
+    t_nudged = t_free if cfg.dynamics.adaptive else jnp.full_like(t_free, cfg.dynamics.nudged_window)
     on_time = t_free + k * t_nudged
 
     def sample(x, s, a, t_on):

@@ -85,8 +85,12 @@ class NudgedTerm(AbstractTerm):
         betas: the nudges ``beta_k`` (real, or complex for holomorphic EP), one per phase.
         correction: one of :data:`CORRECTIONS`.
         jacobian: ``J = dF/ds`` at ``s*`` linearized once when the term is built (the pair of
-            :func:`analogeq.ep.linear.linearization`, pytrees) for ``correction="asym"``, else
-            ``None``; a relaxation's loop then applies ``2 A`` without re-linearizing each step.
+            :func:`analogeq.ep.linear.linearization`, pytrees) for ``correction="asym"`` on a
+            model without its own Jacobian products, else ``None``; a relaxation's loop then
+            applies ``2 A`` without re-linearizing each step. A model with
+            :attr:`~analogeq.models.base.AbstractModel.explicit_jacobian` (a layered network, a
+            chip: a forward and a transposed crossbar read) applies ``(J - J^T) v`` with its
+            :meth:`~analogeq.models.base.AbstractModel.jvp_force` and ``vjp_force`` instead.
     """
 
     model: Any
@@ -109,7 +113,8 @@ class NudgedTerm(AbstractTerm):
         self.betas = tuple(betas)
         self.correction = correction
         self.noise = noise
-        self.jacobian = linearization(partial(model.force, x=x), s_star) if correction == "asym" else None
+        stored = correction == "asym" and not getattr(model, "explicit_jacobian", False)
+        self.jacobian = linearization(partial(model.force, x=x), s_star) if stored else None
 
     @property
     def complex_nudges(self) -> bool:
@@ -131,14 +136,25 @@ class NudgedTerm(AbstractTerm):
         if self.correction == "none":
             return jnp.zeros_like(v)
         if self.correction == "asym":
-            jv, jtv = products(*self.jacobian)
-            return jax.vmap(lambda u: jv(u) - jtv(u))(v)
+            if self.jacobian is not None:
+                jv, jtv = products(*self.jacobian)
+                return jax.vmap(lambda u: jv(u) - jtv(u))(v)
+            return jax.vmap(partial(self.antisymmetric_product, self.s_star))(v)
         # Common-mode tracking: A re-linearized at the nudged states' mean (for one nudge, the
         # midpoint of the nudged and the free state).
         mean = jnp.mean(stack, axis=0)
         mid = mean if len(self.betas) > 1 else (mean + self.s_star) / 2
         mid = jnp.real(mid).astype(self.s_star.dtype)
-        return jax.vmap(lambda u: antisymmetric_product(self.force, mid, u))(v)
+        return jax.vmap(partial(self.antisymmetric_product, mid))(v)
+
+    def antisymmetric_product(self, point: Array, v: Array) -> Array:
+        """``(J - J^T) v = 2 A v`` with ``J = dF/ds`` at the real state ``point``, from the
+        model's :meth:`~analogeq.models.base.AbstractModel.jvp_force` and ``vjp_force``
+        (analytic where the model provides them, autodiff of its force otherwise; a duck-typed
+        model with a ``force`` only is differentiated here)."""
+        if not hasattr(self.model, "jvp_force"):
+            return antisymmetric_product(self.force, point, v)
+        return self.model.jvp_force(point, self.x, v) - self.model.vjp_force(point, self.x, v)
 
     def __call__(self, stack: Array) -> Array:
         b = jnp.asarray(self.betas, dtype=stack.dtype).reshape((-1,) + (1,) * self.s_star.ndim)

@@ -125,6 +125,49 @@ class Chip(_Layered):
         ratio = self.config.neuron.amp_pole_tau / self.tau
         return jnp.concatenate([-v + y, (d - y) / ratio])
 
+    def jvp_force(self, s: Array, x: Array, w: Array) -> Array:
+        """``J w`` through forward tile reads (:meth:`Tile.read`) of the presynaptic output
+        changes ``rho_hw'(v) w_v``, ``rho_hw' = gain (1 - tanh^2((v + offset) / R))``: the DAC
+        input and the bias lines do not move. With an amplifier pole the stage output's row is
+        ``(D w_v - w_y) tau / tau_a`` and the node's ``-w_v + w_y``."""
+        cb, n = self.config.crossbar, self.n_neurons
+        v, dv = self.voltages(s), w[:n]
+        r = self.config.neuron.rail / self.config.neuron.v_unit
+        du = self.layers(self.gain * (1 - jnp.tanh((v + self.offset) / r) ** 2) * dv)
+        out = []
+        for l in range(len(self.forward)):
+            d = self.forward[l].read(du[l - 1], cb) if l > 0 else jnp.zeros_like(du[0])
+            if l < len(self.feedback):
+                d = d + self.feedback[l].read(du[l + 1], cb)
+            out.append(d)
+        dd = jnp.concatenate(out)
+        if not self.has_pole:
+            return -dv + dd
+        dy = w[n:]
+        ratio = self.config.neuron.amp_pole_tau / self.tau
+        return jnp.concatenate([-dv + dy, (dd - dy) / ratio])
+
+    def vjp_force(self, s: Array, x: Array, w: Array) -> Array:
+        """``J^T w`` through transposed tile reads (:meth:`Tile.read_t`, rows driven by the
+        drive's adjoint, columns sensed), times ``rho_hw'(v)``. With an amplifier pole the
+        drive's adjoint is ``w_y tau / tau_a``, the node part ``-w_v + rho_hw' D^T (...)`` and
+        the stage output's ``w_v - w_y tau / tau_a``."""
+        cb, n = self.config.crossbar, self.n_neurons
+        v, a = self.voltages(s), w[:n]
+        ratio = self.config.neuron.amp_pole_tau / self.tau if self.has_pole else 1.0
+        c = self.layers(w[n:] / ratio if self.has_pole else a)
+        g = [jnp.zeros_like(cl) for cl in c]
+        for l in range(len(self.forward)):
+            if l > 0:
+                g[l - 1] = g[l - 1] + self.forward[l].read_t(c[l], cb)
+            if l < len(self.feedback):
+                g[l + 1] = g[l + 1] + self.feedback[l].read_t(c[l], cb)
+        r = self.config.neuron.rail / self.config.neuron.v_unit
+        gv = self.gain * (1 - jnp.tanh((v + self.offset) / r) ** 2) * jnp.concatenate(g)
+        if not self.has_pole:
+            return -a + gv
+        return jnp.concatenate([-a + gv, a - w[n:] / ratio])
+
     def init_state(self, x: Array) -> Array:
         return jnp.zeros(self.state_shape, self.offset.dtype)
 

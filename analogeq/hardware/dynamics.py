@@ -14,7 +14,8 @@ integrated:
 
 A noise-free settle without a window (``settle_time = None``) is always the adaptive Tsit5 solve
 (PID controller) until the steady-state event ``|F(s)| <= steady_tol |s|``. With a window the
-readout is the average of the state over its last ``average_window``.
+readout is the average of the state over its last ``average_window``. A nudged phase settles
+for ``dynamics.nudged_time`` when set (:meth:`ChipRelaxation.window`), from the held free state.
 """
 
 from __future__ import annotations
@@ -84,11 +85,22 @@ class ChipRelaxation(AbstractRelaxation):
             return ((-1.0, 1.0), (0.0, -self.tau / nc.amp_pole_tau))
         return ((-1.0,),)
 
-    def exact_decay(self) -> ExactDecay:
-        """The exact-decay integrator of this chip's fixed settle window (needs ``settle_time``)."""
+    def window(self, nudged: bool = False) -> tuple[float | None, float]:
+        """``(settle window, readout average)`` [s] of a free (``nudged=False``) or a nudged
+        settle: a nudged phase settles for ``dynamics.nudged_time`` when set (else
+        ``settle_time``) and is read as the average over the last ``average_window`` of its
+        window, clipped to it. The settle window is ``None`` in adaptive mode."""
         dyn = self.config.dynamics
+        if not nudged or dyn.nudged_time is None:
+            return dyn.settle_time, dyn.average_window
+        return dyn.nudged_time, min(dyn.average_window, dyn.nudged_time)
+
+    def exact_decay(self, nudged: bool = False) -> ExactDecay:
+        """The exact-decay integrator of this chip's fixed settle window (needs ``settle_time``)
+        for a free or a nudged settle (:meth:`window`)."""
+        settle, average = self.window(nudged)
         return ExactDecay(decay=self.decay_matrix(), step=self.sde_dt(),
-                          settle=dyn.settle_time / self.tau, window=dyn.average_window / self.tau)
+                          settle=settle / self.tau, window=average / self.tau)
 
     def read(self, state):
         """The ADC's view of a state: voltages quantized over ``+-adc_range``."""
@@ -105,9 +117,10 @@ class ChipRelaxation(AbstractRelaxation):
 
     def nudged(self, term, s0, key=None):
         # The nudged phases arrive stacked, (K, *state_shape): one leading axis.
-        return check_finite(self._settle(term, s0, key, term_noise(term), lead=1), "chip nudged phase")
+        return check_finite(self._settle(term, s0, key, term_noise(term), lead=1, nudged=True),
+                            "chip nudged phase")
 
-    def _settle(self, field, s0, key, noise, lead) -> RelaxResult:
+    def _settle(self, field, s0, key, noise, lead, nudged=False) -> RelaxResult:
         if jnp.iscomplexobj(s0):
             raise ValueError("an analog chip relaxes real voltages: holomorphic (complex) nudges "
                              "need the digital emulator; use ep_kind 'centered' or 'one-sided'")
@@ -121,30 +134,30 @@ class ChipRelaxation(AbstractRelaxation):
                 raise ValueError("dynamics.integrator = 'tsit5' integrates noise-free settles only; "
                                  "use 'exact-decay' or 'euler-maruyama' with noise on (temperature > 0)")
             if integrator == "euler-maruyama":
-                return self._sde(field, s0, key, noise)
-            return self._exact(field, s0, lead, noise, key)
+                return self._sde(field, s0, key, noise, nudged)
+            return self._exact(field, s0, lead, noise, key, nudged)
         if integrator == "exact-decay" and not self.config.dynamics.adaptive:
-            return self._exact(field, s0, lead, None, None)
-        return self._ode(field, s0)
+            return self._exact(field, s0, lead, None, None, nudged)
+        return self._ode(field, s0, nudged)
 
-    def _exact(self, field, s0, lead, noise, key) -> RelaxResult:
-        integ = self.exact_decay()
+    def _exact(self, field, s0, lead, noise, key, nudged=False) -> RelaxResult:
+        integ = self.exact_decay(nudged)
         state = integ(field, s0, lead=lead, noise=noise, key=key)
         r = residual(state, field(state))
         return RelaxResult(state=state, steps=jnp.asarray(integ.n_steps), residual=r,
                            converged=r <= 1.5 * self.config.dynamics.steady_tol,
                            time=jnp.asarray(integ.settle, s0.dtype))
 
-    def _window(self):
-        dyn = self.config.dynamics
-        t1 = dyn.settle_time / self.tau
-        if dyn.average_window == 0:
+    def _window(self, nudged=False):
+        settle, average = self.window(nudged)
+        t1 = settle / self.tau
+        if average == 0:
             return t1, diffrax.SaveAt(t1=True)
-        t0 = t1 - dyn.average_window / self.tau
-        n = max(2, min(64, int(round(dyn.average_window / self.tau / 0.05)) + 1))
+        t0 = t1 - average / self.tau
+        n = max(2, min(64, int(round(average / self.tau / 0.05)) + 1))
         return t1, diffrax.SaveAt(ts=jnp.linspace(t0, t1, n))
 
-    def _ode(self, field, s0) -> RelaxResult:
+    def _ode(self, field, s0, nudged=False) -> RelaxResult:
         dyn = self.config.dynamics
         term = diffrax.ODETerm(lambda t, y, args: field(y))
         controller = self._controller()
@@ -156,7 +169,7 @@ class ChipRelaxation(AbstractRelaxation):
                                       max_steps=self.max_steps, throw=False)
             state, t_end = sol.ys[-1], sol.ts[-1]
         else:
-            t1, saveat = self._window()
+            t1, saveat = self._window(nudged)
             sol = diffrax.diffeqsolve(term, diffrax.Tsit5(), 0.0, t1, 0.05, s0, saveat=saveat,
                                       stepsize_controller=controller, max_steps=self.max_steps,
                                       throw=False)
@@ -172,14 +185,14 @@ class ChipRelaxation(AbstractRelaxation):
         )
         return sol.ys
 
-    def _sde(self, field, s0, key, noise) -> RelaxResult:
+    def _sde(self, field, s0, key, noise, nudged=False) -> RelaxResult:
         dyn = self.config.dynamics
         if dyn.settle_time is None:
             raise ValueError("noisy dynamics need a finite settle window: set dynamics.settle_time")
         shape = s0.shape
         sigma = jnp.broadcast_to(noise, shape).ravel().astype(s0.dtype)
         dt = self.sde_dt()
-        t1, saveat = self._window()
+        t1, saveat = self._window(nudged)
         bm = diffrax.UnsafeBrownianPath(shape=jax.ShapeDtypeStruct((s0.size,), s0.dtype), key=key)
         terms = diffrax.MultiTerm(
             diffrax.ODETerm(lambda t, y, args: field(y.reshape(shape)).ravel()),

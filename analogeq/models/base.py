@@ -10,8 +10,16 @@ from __future__ import annotations
 import abc
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array
+
+
+def _real_linear(apply, v: Array) -> Array:
+    """A real linear map applied to a real or complex ``v`` (real and imaginary parts apart)."""
+    if jnp.iscomplexobj(v):
+        return apply(jnp.real(v)) + 1j * apply(jnp.imag(v))
+    return apply(v)
 
 
 class AbstractModel(eqx.Module):
@@ -35,6 +43,26 @@ class AbstractModel(eqx.Module):
     @abc.abstractmethod
     def readout(self, s: Array) -> Array:
         """Outputs (predictions or logits) read from the state; must be linear in ``s``."""
+
+    def jvp_force(self, s: Array, x: Array, v: Array) -> Array:
+        """``J v`` with ``J = dF/ds`` at the real state ``s`` (units of state per ``tau`` per
+        unit of ``v``; ``v`` shaped like ``s``, real or complex: ``J`` is real, so
+        ``J (a + ib) = J a + i J b``). The default differentiates :meth:`force` (forward mode);
+        a model that knows its Jacobian's structure overrides it and :meth:`vjp_force` (the
+        AsymEP correction ``(J - J^T) v`` of a nudged phase then costs two plain products)."""
+        return _real_linear(lambda u: jax.jvp(lambda z: self.force(z, x), (s,), (u,))[1], v)
+
+    def vjp_force(self, s: Array, x: Array, v: Array) -> Array:
+        """``J^T v`` with ``J = dF/ds`` at the real state ``s`` (as :meth:`jvp_force`); the
+        default differentiates :meth:`force` (reverse mode)."""
+        return _real_linear(lambda u: jax.vjp(lambda z: self.force(z, x), s)[1](u)[0], v)
+
+    @property
+    def explicit_jacobian(self) -> bool:
+        """Whether :meth:`jvp_force` and :meth:`vjp_force` are the model's own (analytic)
+        products rather than autodiff of :meth:`force`."""
+        cls = type(self)
+        return cls.jvp_force is not AbstractModel.jvp_force and cls.vjp_force is not AbstractModel.vjp_force
 
     def init_state(self, x: Array) -> Array:
         """Initial state of the free phase for input ``x`` (zeros by default)."""

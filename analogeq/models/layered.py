@@ -136,6 +136,33 @@ class LeakyNetwork(_Layered):
             out.append(-hl + drive)
         return jnp.concatenate(out)
 
+    def jvp_force(self, s: Array, x: Array, v: Array) -> Array:
+        """``J v`` layer by layer: ``-v_l + W_{l-1} (rho'(s_{l-1}) v_{l-1})
+        + B_l (rho'(s_{l+1}) v_{l+1})`` (the clamped input and the biases do not move)."""
+        h, dv = self.layers(s), self.layers(v)
+        du = [rho_prime(hl) * d for hl, d in zip(h, dv)]
+        out = []
+        for l, d in enumerate(dv):
+            o = -d
+            if l > 0:
+                o = o + self.weights[l] @ du[l - 1]
+            if l + 1 < len(h):
+                o = o + self.feedback[l] @ du[l + 1]
+            out.append(o)
+        return jnp.concatenate(out)
+
+    def vjp_force(self, s: Array, x: Array, v: Array) -> Array:
+        """``J^T v = -v + rho'(s) (W^T v)``: layer ``l`` collects ``W_l^T v_l`` from the layer it
+        feeds and ``B_{l-2}^T v_{l-2}`` from the layer it feeds back to."""
+        h, a = self.layers(s), self.layers(v)
+        g = [jnp.zeros_like(al) for al in a]
+        for l, al in enumerate(a):
+            if l > 0:
+                g[l - 1] = g[l - 1] + al @ self.weights[l]
+            if l + 1 < len(h):
+                g[l + 1] = g[l + 1] + al @ self.feedback[l]
+        return jnp.concatenate([-al + rho_prime(hl) * gl for hl, al, gl in zip(h, a, g)])
+
 
 class HopfieldNetwork(_Layered, AbstractConservativeModel):
     """Conservative layered network (Scellier & Bengio 2017): ``F = -grad_s E``.
