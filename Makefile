@@ -35,17 +35,13 @@ ngspice:
 		exit 1; \
 	fi
 
-# Each test file runs in a process of its own: in one process over the whole suite, XLA's CPU
-# compiler crashed (segfault / abort inside backend_compile) three times near the end, in tests
-# that pass on their own. Exit status 5 (every test of a file deselected) counts as a pass.
-PYTEST_EACH = fail=0; for f in tests/test_*.py; do echo "== $$f"; $(PY) -m pytest -q $(1) $$f; \
-	rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ] || { fail=1; echo "FAILED: $$f (exit $$rc)"; }; done; exit $$fail
-
+# tests/run_suite.py: one pytest process per test file (XLA's CPU compiler crashed late in
+# single-process suites), as many at a time as there are cores, slowest first.
 test: $(STAMP) ngspice
-	@$(call PYTEST_EACH,-m "not slow")
+	$(PY) tests/run_suite.py -m "not slow"
 
 test-all: $(STAMP) ngspice
-	@$(call PYTEST_EACH,)
+	$(PY) tests/run_suite.py
 
 bench: $(STAMP)
 	$(PY) -m pip install -q -e ".[bench]"
