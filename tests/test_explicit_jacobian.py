@@ -17,7 +17,7 @@ COST = aq.SquaredError()
 
 
 def _autodiff(model, s, x, v):
-    f = lambda z: model.force(z, x)  # noqa: E731
+    f = lambda z: model.force(z, x)
     return jax.jvp(f, (s,), (v,))[1], jax.vjp(f, s)[1](v)[0]
 
 
