@@ -136,6 +136,7 @@ BASE = ["--hidden", "16", "--steps", "6", "--batch-size", "16", "--eval-every", 
     (["--beta", "1e30"], "nudged"),                          # every nudged phase overflows
     (["--optimizer", "sgd", "--lr", "1e4"], ("loss", "update")),  # the update runs away
     (["--gain", "1e20"], "free"),                            # the free phase overflows
+    (["--lr", "1e30"], ("free", "nudged", "loss", "update")),  # Adam's first step overflows the weights
 ])
 def test_divergent_runs_end_with_a_record_and_exit_3(tmp_path, capsys, flags, phase):
     out = tmp_path / "run"
