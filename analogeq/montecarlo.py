@@ -168,26 +168,32 @@ def _one(fn, key, args):
     return fn(key, *args)
 
 
-@eqx.filter_jit
-def _vmapped(fn, keys, args):
-    return jax.vmap(lambda k: fn(k, *args))(keys)
+def _batched(fn, keys, args, batch_size):
+    """``fn`` over ``keys``: one vmap, or ``batch_size`` chips vmapped at a time in a scan."""
+    f = lambda k: fn(k, *args)
+    return jax.vmap(f)(keys) if batch_size is None else jax.lax.map(f, keys, batch_size=batch_size)
 
 
 @eqx.filter_jit
-def _sharded(fn, keys, args, n_devices: int):
+def _vmapped(fn, keys, args, batch_size):
+    return _batched(fn, keys, args, batch_size)
+
+
+@eqx.filter_jit
+def _sharded(fn, keys, args, n_devices: int, batch_size):
     mesh = Mesh(np.asarray(jax.local_devices()[:n_devices]), (_AXIS,))
     dynamic, static = eqx.partition((fn, args), eqx.is_array)
 
     def local(ks, dyn):  # this device's share of the keys, vmapped as in "vmap"
         f, a = eqx.combine(dyn, static)
-        return jax.vmap(lambda k: f(k, *a))(ks)
+        return _batched(f, ks, a, batch_size)
 
     # Replicated operands and per-chip outputs only: no cross-device value to check.
     return jax.shard_map(local, mesh=mesh, in_specs=(PartitionSpec(_AXIS), PartitionSpec()),
                          out_specs=PartitionSpec(_AXIS), check_vma=False)(keys, dynamic)
 
 
-def map_chips(fn: Callable, keys, *args, mode: str = "auto") -> dict:
+def map_chips(fn: Callable, keys, *args, mode: str = "auto", batch_size: int | None = None) -> dict:
     """``fn(key, *args)`` for every chip key, stacked along a leading axis (host arrays).
 
     Args:
@@ -197,24 +203,30 @@ def map_chips(fn: Callable, keys, *args, mode: str = "auto") -> dict:
         keys: chip keys, shape ``(K, 2)`` (``jax.random.split``).
         args: the same for every chip (model, data), replicated on every device.
         mode: ``"vmap"``, ``"shard"``, ``"loop"`` or ``"auto"`` (:func:`resolve_mode`).
+        batch_size: chips vmapped together in ``vmap`` and ``shard`` (on each device); the rest
+            are scanned over (:func:`jax.lax.map`). ``None``: all at once. A settle draws its
+            noise in bulk, so memory grows with chips x samples x steps; on a CPU a few chips at
+            a time can run faster than all of them.
     """
     mode = resolve_mode(mode)
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"Monte Carlo batch_size = {batch_size}: expected None or an integer >= 1")
     keys = jnp.asarray(keys)
     if mode == "loop":
         rows = [_one(fn, k, args) for k in keys]
         return jax.tree.map(lambda *v: np.stack([np.asarray(x) for x in v]), *rows)
     if mode == "vmap":
-        return jax.tree.map(np.asarray, _vmapped(fn, keys, args))
+        return jax.tree.map(np.asarray, _vmapped(fn, keys, args, batch_size))
     n_dev = jax.local_device_count()
     n = keys.shape[0]
     pad = -n % n_dev  # shard_map splits evenly: repeat the last key, drop its copies after
     padded = jnp.concatenate([keys, jnp.repeat(keys[-1:], pad, axis=0)]) if pad else keys
-    out = _sharded(fn, padded, args, n_dev)
+    out = _sharded(fn, padded, args, n_dev, batch_size)
     return jax.tree.map(lambda v: np.asarray(v)[:n], out)
 
 
 def evaluate_chips(model, hw: ChipConfig, keys, xs, ys, cost: AbstractCost, *, device=None,
-                   mode: str = "auto") -> dict:
+                   mode: str = "auto", batch_size: int | None = None) -> dict:
     """Evaluate ``model`` on one chip instance per key (:class:`ChipEvaluation`).
 
     Args:
@@ -225,14 +237,15 @@ def evaluate_chips(model, hw: ChipConfig, keys, xs, ys, cost: AbstractCost, *, d
         xs, ys: the evaluation set (inputs, integer labels).
         cost: the run's cost (for ``test_loss``).
         device: a pulsed device (:mod:`analogeq.devices`) under every crosspoint, or ``None``.
-        mode: see :func:`map_chips`.
+        mode, batch_size: see :func:`map_chips`.
 
     Returns:
         ``{metric: array of shape (K,)}`` (host arrays).
     """
     hw = chip_hardware(hw, device)
     fn = ChipEvaluation(ChipRelaxation(hw), cost, device)
-    return map_chips(fn, keys, deployable(model, hw), jnp.asarray(xs), jnp.asarray(ys), mode=mode)
+    return map_chips(fn, keys, deployable(model, hw), jnp.asarray(xs), jnp.asarray(ys), mode=mode,
+                     batch_size=batch_size)
 
 
 def distribution(values) -> dict:

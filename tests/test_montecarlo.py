@@ -38,14 +38,14 @@ IDENTITY = textwrap.dedent("""
     from analogeq.costs import make_cost
     from analogeq.montecarlo import evaluate_chips
 
-    def identity_runs(modes, device=None):
+    def identity_runs(modes, device=None, batch_size=None):
         hw = aq.ChipConfig.load("realistic")
         model = aq.LeakyNetwork((8, 8, 4), key=jax.random.PRNGKey(0), asymmetry=0.3, dtype=jnp.float64)
         xs = jax.random.uniform(jax.random.PRNGKey(1), (6, 8), jnp.float64)
         ys = jnp.array([0, 1, 2, 3, 0, 1])
         keys = jax.random.split(jax.random.PRNGKey(5), 5)
-        return {m: evaluate_chips(model, hw, keys, xs, ys, make_cost("squared_error"), device=device, mode=m)
-                for m in modes}
+        return {m: evaluate_chips(model, hw, keys, xs, ys, make_cost("squared_error"), device=device, mode=m,
+                                  batch_size=batch_size) for m in modes}
 """)
 
 
@@ -66,6 +66,7 @@ def _assert_identical(runs, ref="vmap"):
     assert np.all(np.isfinite(runs[ref]["test_loss"]))
 
 
+@pytest.mark.slow  # two compiles of the realistic settle: 25-100 s on 2 shared cores
 def test_vmap_and_loop_give_identical_chips_with_pulsed_devices():
     device = load_device("ecram-tang2018").device
     _assert_identical(_identity_runs(("vmap", "loop"), device))
@@ -78,6 +79,8 @@ def test_sharded_over_two_host_devices_gives_identical_chips(tmp_path):
         from analogeq.montecarlo import resolve_mode
         assert len(jax.devices()) == 2 and resolve_mode("auto") == "shard", jax.devices()
         runs = identity_runs(("vmap", "shard", "loop"))
+        # two chips vmapped at a time, the rest scanned (5 chips: a remainder on each path)
+        runs.update({m + "2": r for m, r in identity_runs(("vmap", "shard"), batch_size=2).items()})
         np.savez(__import__("sys").argv[1], **{f"{m}.{k}": v for m, per in runs.items() for k, v in per.items()})
     """))
     env = {**os.environ, "ANALOGEQ_HOST_DEVICES": "2", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
@@ -87,7 +90,7 @@ def test_sharded_over_two_host_devices_gives_identical_chips(tmp_path):
     subprocess.run([sys.executable, "-c", code, str(out)], check=True, env=env, timeout=900)
     saved = np.load(out)
     runs = {m: {k.split(".", 1)[1]: saved[k] for k in saved.files if k.startswith(m + ".")}
-            for m in ("vmap", "shard", "loop")}
+            for m in ("vmap", "shard", "loop", "vmap2", "shard2")}
     _assert_identical(runs)
 
 
@@ -130,6 +133,8 @@ def test_bad_inputs_fail_in_one_line():
     assert use_host_devices(len(jax.devices("cpu"))) == len(jax.devices("cpu"))
     with pytest.raises(ValueError, match="choose one of"):
         resolve_mode("pmap")
+    with pytest.raises(ValueError, match="batch_size = 0"):
+        aq.map_chips(lambda k: k, jnp.zeros((2, 2), jnp.uint32), batch_size=0)
     d = distribution([1.0, 3.0])
     assert (d["mean"], d["std"], d["min"], d["max"], d["values"]) == (2.0, 1.0, 1.0, 3.0, [1.0, 3.0])
 
