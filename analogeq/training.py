@@ -38,7 +38,7 @@ from analogeq.costs import AbstractCost
 from analogeq.data import Dataset
 from analogeq.emulator import AbstractRelaxation
 from analogeq.ep import AbstractEstimator, compare_gradients
-from analogeq.evaluation import evaluate
+from analogeq.evaluation import evaluate, traced, untraced
 from analogeq.jsonio import (
     jsonl_line,
     loads_strict,
@@ -88,15 +88,21 @@ def make_train_step(parts: RunParts, gate: bool):
     The returned callable binds the parts to the module-level compiled step :func:`_train_step`,
     whose compilation cache is keyed by the parts' structure (their static fields, the arrays'
     shapes and dtypes), not by this call: parts of equal structure (another ``train()`` on the
-    same parts, another chip seed) reuse one executable. Static fields compare by value, so a
-    part rebuilt with equal settings also hits the cache, except for parts holding a fresh
-    closure (an optax optimizer from a new ``build_optimizer`` call compares by identity)."""
+    same parts, another chip seed) reuse one executable. A chip's numeric hardware values
+    (levels, noise amplitudes, temperature, ranges, conductances) are traced arguments
+    (:data:`analogeq.hardware.sections.TRACED_FIELDS`), so a sweep over them reuses it too;
+    switching one on or off (zero vs nonzero) compiles once more. Static fields compare by
+    value, so a part rebuilt with equal settings also hits the cache, except for parts holding
+    a fresh closure (an optax optimizer from a new ``build_optimizer`` call compares by
+    identity)."""
     cost, relaxation, estimator, updater = parts.cost, parts.relaxation, parts.estimator, parts.updater
     hooks = tuple(parts.hooks)
 
     def step(model, state, xb, yb, key):
-        return _train_step(model, state, xb, yb, key, cost, relaxation, estimator, updater,
-                           hooks, gate)
+        # Hardware numbers enter as traced arrays; the caller gets its own configs back.
+        args = traced((model, state, cost, relaxation, estimator, updater, hooks))
+        new_model, new_state, metrics = _train_step(*args[:2], xb, yb, key, *args[2:], gate)
+        return untraced(new_model, model), untraced(new_state, state), metrics
 
     return step
 
@@ -105,7 +111,8 @@ def make_train_step(parts: RunParts, gate: bool):
 def _train_step(model, state, xb, yb, key, cost, relaxation, estimator, updater, hooks, gate):
     """The body of :func:`make_train_step`'s step. Module level, so its compilation cache
     outlives one ``make_train_step`` call: the key is the static structure of every argument
-    (the parts' static fields, the arrays' shapes and dtypes, ``gate``)."""
+    (the parts' static fields, the arrays' shapes and dtypes, ``gate``); a chip's numbers,
+    passed through :func:`~analogeq.evaluation.traced`, are arrays, not part of the key."""
     k_est, k_write = jax.random.split(key)
     est = estimator.estimate(model, cost, relaxation, xb, yb, gate=gate, key=k_est)
     new_model, new_state = updater.update(model, est.grads, state, k_write, estimate=est)
@@ -124,8 +131,14 @@ def _train_step(model, state, xb, yb, key, cost, relaxation, estimator, updater,
     return new_model, new_state, metrics
 
 
-@eqx.filter_jit
 def _probe(model, cost, relaxation, estimator, exact, xs, ys, key):
+    args = traced((model, cost, relaxation, estimator, exact))
+    g, ref = _probe_jit(*args, xs, ys, key)
+    return untraced(g, model), untraced(ref, model)
+
+
+@eqx.filter_jit
+def _probe_jit(model, cost, relaxation, estimator, exact, xs, ys, key):
     ours = estimator.estimate(model, cost, relaxation, xs, ys, gate=False, key=key)
     ref = exact.estimate(model, cost, relaxation, xs, ys, gate=False, key=key)
     return ours.grads, ref.grads
@@ -248,9 +261,15 @@ def summarize(history: list[dict], label: str, seconds: float, steps_run: int,
     return s
 
 
-@eqx.filter_jit
 def _leaf_scales(model):
-    leaves = jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))
+    # Only the arrays go in: a chip's hardware numbers (Python numbers in its config) would be
+    # static arguments, and every new value would compile this again.
+    return _leaf_scales_jit(eqx.filter(model, eqx.is_inexact_array))
+
+
+@eqx.filter_jit
+def _leaf_scales_jit(model):
+    leaves = jax.tree_util.tree_leaves(model)
     return jnp.stack([jnp.max(jnp.abs(x)).astype(jnp.float32) for x in leaves]) if leaves else jnp.zeros(0)
 
 

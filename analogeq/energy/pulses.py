@@ -34,7 +34,7 @@ def level_changes(old: Tile, new: Tile, cb: CrossbarConfig) -> Array:
     before = jnp.stack([old.g_pos, old.g_neg])
     after = jnp.stack([new.g_pos, new.g_neg])
     written = after != before
-    if cb.n_levels < 2:
+    if not cb.on("n_levels"):  # continuous (n_levels = 0): a static switch, levels traced
         return written.astype(jnp.int32)
     step = (new.hi - new.lo) / (cb.n_levels - 1)
     moved = jnp.abs(jnp.round((after - new.lo) / step) - jnp.round((before - new.lo) / step))

@@ -15,7 +15,6 @@ off this is exactly :class:`analogeq.models.LeakyNetwork`.
 
 from __future__ import annotations
 
-import math
 
 import equinox as eqx
 import jax
@@ -46,7 +45,7 @@ class Chip(_Layered):
     biases: tuple[Tile, ...]
     offset: Array
     gain: Array
-    config: ChipConfig = eqx.field(static=True)
+    config: ChipConfig  # a pytree: its numbers are traced, its switches static
 
     @property
     def n_neurons(self) -> int:
@@ -198,7 +197,7 @@ class Chip(_Layered):
 
     def sample_phase(self, key) -> Chip:
         sigma = self.config.crossbar.read_noise
-        if sigma == 0:
+        if not self.config.crossbar.on("read_noise"):  # a static switch; the amplitude is traced
             return self
         keys = jax.random.split(key, len(self.tiles()))
         return self.map_tiles(lambda k, t: t.with_read_noise(keys[k], sigma))
@@ -213,10 +212,10 @@ class Chip(_Layered):
         """
         cfg = self.config
         kt = K_B * cfg.noise.temperature
-        if kt == 0 or not (cfg.neuron.kTC_noise or cfg.crossbar.thermal_noise):
+        if not cfg.noise.on("temperature") or not (cfg.neuron.kTC_noise or cfg.crossbar.thermal_noise):
             return None
         vu, n = cfg.neuron.v_unit, self.n_neurons
-        node = jnp.full((n,), math.sqrt(2 * kt / cfg.neuron.C) / vu if cfg.neuron.kTC_noise else 0.0,
+        node = jnp.full((n,), jnp.sqrt(2 * kt / cfg.neuron.C) / vu if cfg.neuron.kTC_noise else 0.0,
                         self.offset.dtype)
         xbar = jnp.zeros((n,), self.offset.dtype)
         if cfg.crossbar.thermal_noise:

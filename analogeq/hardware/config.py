@@ -1,7 +1,7 @@
 """Validated hardware description of an analog in-memory chip, in SI units.
 
-A :class:`ChipConfig` is plain, immutable, hashable configuration data (frozen dataclasses, no
-JAX): one section per block of the chip (:mod:`analogeq.hardware.sections`: ``crossbar``,
+A :class:`ChipConfig` is plain, immutable, hashable configuration data (frozen dataclasses of
+Python numbers): one section per block of the chip (:mod:`analogeq.hardware.sections`: ``crossbar``,
 ``neuron``, ``periphery``, ``noise``, ``dynamics``, ``energy``), validated by the one spec base of
 :mod:`analogeq.spec`.
 
@@ -15,6 +15,13 @@ the repository's ``device_models/`` folder, installed with the package as
 ``analogeq.device_models``. :meth:`ChipConfig.replace` makes validated variants for sweeps
 (``cfg.replace(**{"crossbar.n_levels": 16})``). Invalid values raise :class:`ConfigError` (a
 ``ValueError``) naming the file, the dotted field and what is allowed.
+
+A config is also a JAX pytree (registered below and in :mod:`analogeq.hardware.sections`): its
+numeric hardware values (levels, noise amplitudes, temperature, converter ranges, conductances;
+:data:`~analogeq.hardware.sections.TRACED_FIELDS`) are its leaves and everything else, with
+whether each leaf is zero, is static. Passed into a compiled function as arrays
+(:func:`analogeq.evaluation.traced`), those values are traced arguments: one program serves a
+sweep over them, and only a changed switch or shape compiles again.
 """
 
 from __future__ import annotations
@@ -207,3 +214,29 @@ class ChipConfig(Spec):
         if str(spec).endswith(".toml") or Path(spec).exists():
             return cls.from_toml(spec)
         return cls.preset(str(spec))
+
+
+# --------------------------------------------------------------------------------------------
+# Traced hardware numbers
+# --------------------------------------------------------------------------------------------
+
+
+def _register() -> None:
+    import jax
+
+    names = ChipConfig.field_names()
+
+    def flatten(cfg):
+        return tuple(getattr(cfg, n) for n in names), None
+
+    def unflatten(aux, sections):
+        obj = object.__new__(ChipConfig)  # no validation: the sections may hold tracers
+        for n, s in zip(names, sections):
+            object.__setattr__(obj, n, s)
+        return obj
+
+    jax.tree_util.register_pytree_node(ChipConfig, flatten, unflatten)
+
+
+_register()
+

@@ -45,7 +45,7 @@ class ChipRelaxation(AbstractRelaxation):
         max_steps: solver step budget per settle.
     """
 
-    config: ChipConfig = eqx.field(static=True)
+    config: ChipConfig  # a pytree: its numbers are traced, its switches static
     max_time: float = eqx.field(static=True, default=2000.0)
     rtol: float | None = eqx.field(static=True, default=None)
     atol: float | None = eqx.field(static=True, default=None)

@@ -29,7 +29,8 @@ def program(target, lo, hi, cb: CrossbarConfig, key, rounding: str = "nearest", 
         raise ValueError(f"unknown rounding {rounding!r}; choose one of {ROUNDINGS}")
     k_round, k_noise = jax.random.split(key)
     t = jnp.clip(target, lo, hi)
-    if cb.n_levels >= 2:
+    # Whether levels and programming noise are on is static; their values are traced.
+    if cb.on("n_levels"):  # n_levels >= 2 (0 = continuous)
         step = (hi - lo) / (cb.n_levels - 1)
         if current is None:
             pos = (t - lo) / step
@@ -48,7 +49,7 @@ def program(target, lo, hi, cb: CrossbarConfig, key, rounding: str = "nearest", 
     else:
         new = t
         written = jnp.ones(t.shape, bool) if current is None else t != current
-    if cb.prog_noise > 0:
+    if cb.on("prog_noise"):
         sigma = cb.prog_noise * (cb.G_max - cb.G_min)
         new = new + sigma * jax.random.normal(k_noise, new.shape, new.dtype)
     new = jnp.clip(new, lo, hi)

@@ -411,3 +411,80 @@ SECTIONS: dict[str, type[Spec]] = {
 }
 """Section name -> section class, in the order of :class:`ChipConfig`'s fields."""
 
+
+
+# --------------------------------------------------------------------------------------------
+# Sections as JAX pytrees: numbers traced, switches static
+# --------------------------------------------------------------------------------------------
+
+TRACED_FIELDS: dict[str, tuple[str, ...]] = {
+    "crossbar": ("G_min", "G_max", "G_ref", "n_levels", "prog_noise", "d2d_bounds", "read_noise"),
+    "neuron": ("rail", "v_unit", "offset_sigma", "gain_sigma"),
+    "periphery": ("dac_range", "adc_range"),
+    "noise": ("temperature",),
+    "dynamics": (),
+    "energy": (),
+}
+"""Fields of each section that are pytree leaves: a compiled step takes them as traced arrays, so
+a new value reuses the compiled program. Everything else is static (part of the program): the
+switches (bools, choices, converter bits, ``None`` vs set), and the numbers that set loop lengths
+and matrices built at trace time: ``neuron.C`` / ``g_leak`` (their ratio ``tau`` is the unit of
+every window, so it sets the integrators' step counts), ``neuron.amp_pole_tau`` (the
+exact-decay matrix), the ``dynamics`` windows and tolerances, and the ``energy`` costs.
+
+The rule for a traced number: whether it is zero is static too (``on(name)``), since zero
+switches a block off (no read-noise draw, no programming noise, continuous conductances for
+``n_levels = 0``). So ``read_noise`` 0.01 -> 0.02 reuses the compiled step, 0 -> 0.01 compiles
+once more."""
+
+
+def _flatten(obj):
+    cls = type(obj)
+    names = TRACED_FIELDS[cls._section]
+    nonzero = obj.__dict__.get("_nonzero")
+    if nonzero is None:
+        nonzero = tuple(bool(getattr(obj, n) != 0) for n in names)
+    static = tuple((n, getattr(obj, n)) for n in cls.field_names() if n not in names)
+    aux = (static, nonzero, obj.__dict__.get("_G_ref_auto", False))
+    return tuple(getattr(obj, n) for n in names), aux
+
+
+def _unflatten(cls, aux, leaves):
+    import jax
+
+    static, nonzero, g_ref_auto = aux
+    obj = object.__new__(cls)  # no validation: the leaves may be tracers or placeholders
+    for name, value in static:
+        object.__setattr__(obj, name, value)
+    for name, value in zip(TRACED_FIELDS[cls._section], leaves):
+        # Hardware numbers are constants of the physics, never trained: gradients stop here, so
+        # a gradient over a chip has zeros at its configuration.
+        if isinstance(value, jax.core.Tracer) and jax.numpy.issubdtype(value.dtype, jax.numpy.inexact):
+            value = jax.lax.stop_gradient(value)
+        object.__setattr__(obj, name, value)
+    object.__setattr__(obj, "_nonzero", nonzero)
+    if cls is CrossbarConfig:
+        object.__setattr__(obj, "_G_ref_auto", g_ref_auto)
+    return obj
+
+
+def _on(self, name: str) -> bool:
+    """Whether the traced field ``name`` is nonzero: a static switch that holds while the value is
+    a traced array inside a compiled function (see :data:`TRACED_FIELDS`)."""
+    nonzero = self.__dict__.get("_nonzero")
+    if nonzero is None:
+        return bool(getattr(self, name) != 0)
+    return nonzero[TRACED_FIELDS[self._section].index(name)]
+
+
+def _register() -> None:
+    import functools
+
+    import jax
+
+    for cls in SECTIONS.values():
+        cls.on = _on
+        jax.tree_util.register_pytree_node(cls, _flatten, functools.partial(_unflatten, cls))
+
+
+_register()

@@ -4,6 +4,7 @@ resumes where it stopped."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -32,12 +33,40 @@ def run_one(run: Run) -> dict:
     # float32 even where the host process enabled 64-bit types (tests, notebooks).
     with _x64(cfg.dtype == "float64"):
         parts = build_parts(cfg, run.hardware() if run.chip is not None else "")
+        parts = dataclasses.replace(parts, updater=_shared_optimizer(parts.updater, cfg))
         result = train(cfg, None, progress=False, parts=parts)
     summary = result.summary
     row = {"key": run.key, **dict(run.point), "seed": run.seed, "chip_seed": run.chip_seed}
     row.update({k: summary.get(k, math.nan) for k in SUMMARY_FIELDS})
     row["seconds"] = time.perf_counter() - t0
     return row
+
+
+_OPTIMIZERS: dict[tuple, object] = {}
+"""The optax optimizer of each optimizer setting met in this process (see :func:`_shared_optimizer`)."""
+
+
+def _shared_optimizer(updater, cfg):
+    """``updater`` holding the optax optimizer of the first run in this process with the same
+    optimizer settings (``optimizer``, ``lr``, ``warmup``, ``grad_clip``: what
+    :func:`analogeq.stability.build_optimizer` reads).
+
+    An optax optimizer is a pair of closures, a static field of the updater that compares by
+    identity: each run's freshly built one would make the compiled training step a cache miss,
+    so every sweep point would compile again although its structure is the same. Equal settings
+    give equal closures, so sharing one is exact."""
+    if not dataclasses.is_dataclass(updater):
+        return updater
+    changes = {}
+    for f in dataclasses.fields(updater):
+        value = getattr(updater, f.name)
+        if f.name == "optimizer" and hasattr(value, "init") and hasattr(value, "update"):
+            key = (type(updater).__name__, cfg.optimizer, cfg.lr, cfg.warmup, cfg.grad_clip)
+            changes[f.name] = _OPTIMIZERS.setdefault(key, value)
+        elif f.name == "inner":  # a wrapper (stability controls) around the optimizing updater
+            changes[f.name] = _shared_optimizer(value, cfg)
+    changes = {k: v for k, v in changes.items() if v is not getattr(updater, k)}
+    return dataclasses.replace(updater, **changes) if changes else updater
 
 
 def _x64(on: bool):
