@@ -27,6 +27,7 @@ controls, all optional:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import equinox as eqx
@@ -256,11 +257,20 @@ def ema_model(model, state):
 
 def build_optimizer(cfg) -> optax.GradientTransformation:
     """``cfg.optimizer`` at ``cfg.lr``, with linear warmup over ``cfg.warmup`` steps and global
-    gradient-norm clipping at ``cfg.grad_clip`` when those are > 0."""
-    lr = optax.linear_schedule(0.0, cfg.lr, cfg.warmup) if cfg.warmup > 0 else cfg.lr
-    opt = optax.adam(lr) if cfg.optimizer == "adam" else optax.sgd(lr)
-    if cfg.grad_clip > 0:
-        opt = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), opt)
+    gradient-norm clipping at ``cfg.grad_clip`` when those are > 0.
+
+    Equal settings return the same object: an optax optimizer is a pair of closures held as a
+    static field (compared by identity), so a fresh one per run would make every run's compiled
+    training step a cache miss although its structure is the same."""
+    return _optimizer(cfg.optimizer, float(cfg.lr), int(cfg.warmup), float(cfg.grad_clip))
+
+
+@functools.lru_cache(maxsize=256)
+def _optimizer(name: str, lr: float, warmup: int, grad_clip: float) -> optax.GradientTransformation:
+    rate = optax.linear_schedule(0.0, lr, warmup) if warmup > 0 else lr
+    opt = optax.adam(rate) if name == "adam" else optax.sgd(rate)
+    if grad_clip > 0:
+        opt = optax.chain(optax.clip_by_global_norm(grad_clip), opt)
     return opt
 
 

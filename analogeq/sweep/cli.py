@@ -21,7 +21,7 @@ SLURMCluster and pass its scheduler address; see docs/sweeps.md)."""
 
 
 def cmd_sweep(args) -> int:
-    from analogeq.sweep.run import load_spec, run_sweep
+    from analogeq.sweep.driver import load_spec, run_sweep
     from analogeq.tables import format_table
 
     spec = load_spec(args.spec)

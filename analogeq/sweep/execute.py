@@ -4,7 +4,6 @@ resumes where it stopped."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from analogeq.spec import ConfigError
-from analogeq.sweep.spec import SUMMARY_FIELDS, TIMING_FIELDS, Run, SweepSpec
+from analogeq.sweep.spec import SUMMARY_FIELDS, TIMING_FIELDS, Job, SweepSpec
 from analogeq.sweep.store import RunStore
 
 __all__ = ["SUMMARY_FIELDS", "TIMING_FIELDS", "SweepOutcome", "execute", "run_one"]
@@ -23,7 +22,7 @@ CONNECT_TIMEOUT = 20.0
 MAX_WORKERS = 256
 
 
-def run_one(run: Run) -> dict:
+def run_one(run: Job) -> dict:
     """Train one run (no files written) and return its table row."""
     from analogeq.assembly import build_parts, train
 
@@ -33,7 +32,6 @@ def run_one(run: Run) -> dict:
     # float32 even where the host process enabled 64-bit types (tests, notebooks).
     with _x64(cfg.dtype == "float64"):
         parts = build_parts(cfg, run.hardware() if run.chip is not None else "")
-        parts = dataclasses.replace(parts, updater=_shared_optimizer(parts.updater, cfg))
         result = train(cfg, None, progress=False, parts=parts)
     summary = result.summary
     row = {"key": run.key, **dict(run.point), "seed": run.seed, "chip_seed": run.chip_seed}
@@ -42,39 +40,12 @@ def run_one(run: Run) -> dict:
     return row
 
 
-_OPTIMIZERS: dict[tuple, object] = {}
-"""The optax optimizer of each optimizer setting met in this process (see :func:`_shared_optimizer`)."""
-
-
-def _shared_optimizer(updater, cfg):
-    """``updater`` holding the optax optimizer of the first run in this process with the same
-    optimizer settings (``optimizer``, ``lr``, ``warmup``, ``grad_clip``: what
-    :func:`analogeq.stability.build_optimizer` reads).
-
-    An optax optimizer is a pair of closures, a static field of the updater that compares by
-    identity: each run's freshly built one would make the compiled training step a cache miss,
-    so every sweep point would compile again although its structure is the same. Equal settings
-    give equal closures, so sharing one is exact."""
-    if not dataclasses.is_dataclass(updater):
-        return updater
-    changes = {}
-    for f in dataclasses.fields(updater):
-        value = getattr(updater, f.name)
-        if f.name == "optimizer" and hasattr(value, "init") and hasattr(value, "update"):
-            key = (type(updater).__name__, cfg.optimizer, cfg.lr, cfg.warmup, cfg.grad_clip)
-            changes[f.name] = _OPTIMIZERS.setdefault(key, value)
-        elif f.name == "inner":  # a wrapper (stability controls) around the optimizing updater
-            changes[f.name] = _shared_optimizer(value, cfg)
-    changes = {k: v for k, v in changes.items() if v is not getattr(updater, k)}
-    return dataclasses.replace(updater, **changes) if changes else updater
-
-
 def _x64(on: bool):
     import jax
 
     if hasattr(jax, "enable_x64"):
         return jax.enable_x64(on)
-    from jax.experimental import enable_x64, disable_x64  # JAX < 0.6
+    from jax.experimental import disable_x64, enable_x64  # JAX < 0.6
 
     return enable_x64() if on else disable_x64()
 
@@ -129,7 +100,7 @@ def execute(spec: SweepSpec, out_dir: str | Path, *, scheduler: str | None = Non
     failed: dict[str, str] = {}
     bar = tqdm(total=len(pending), disable=not progress, desc=spec.name, unit="run")
 
-    def finish(run: Run, row: dict | None, error: str | None) -> None:
+    def finish(run: Job, row: dict | None, error: str | None) -> None:
         if error is not None:
             failed[run.key] = error
             log(f"run {run.key} ({_describe(run)}) failed: {error}")
@@ -187,7 +158,7 @@ def _connect(scheduler: str):
                               "and that the scheduler is running") from None
 
 
-def _on_dask(pending: list[Run], finish, scheduler: str | None, workers: int) -> None:
+def _on_dask(pending: list[Job], finish, scheduler: str | None, workers: int) -> None:
     from distributed import Client, LocalCluster, as_completed
 
     cluster = None
@@ -211,5 +182,5 @@ def _on_dask(pending: list[Run], finish, scheduler: str | None, workers: int) ->
             cluster.close()
 
 
-def _describe(run: Run) -> str:
+def _describe(run: Job) -> str:
     return ", ".join(f"{k}={v}" for k, v in run.point) + f", seed={run.seed}, chip={run.chip_seed}"

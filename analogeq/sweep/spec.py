@@ -144,7 +144,7 @@ class Distribution:
 
 
 @dataclass(frozen=True)
-class Run:
+class Job:
     """One training run of a sweep: the point's axis values and its replicate."""
 
     point: tuple[tuple[str, Any], ...]
@@ -261,7 +261,7 @@ class SweepSpec:
         draws = [tuple((k, dist.draw(rng)) for k, dist in self.random.items()) for _ in range(self.samples)]
         return [g + r for g in grid for r in draws]
 
-    def runs(self) -> list[Run]:
+    def runs(self) -> list[Job]:
         """Every run: each point times each (seed, chip) replicate, validated."""
         out = []
         for point in self.points():
@@ -279,7 +279,7 @@ class SweepSpec:
             for seed in self.seeds:
                 for chip_seed in self.chips:
                     cfg = base.replace(seed=seed, chip_seed=chip_seed).to_dict()
-                    out.append(Run(point=point, seed=seed, chip_seed=chip_seed, train=cfg, chip=hw,
+                    out.append(Job(point=point, seed=seed, chip_seed=chip_seed, train=cfg, chip=hw,
                                    key=run_key(cfg, hw)))
         return out
 
