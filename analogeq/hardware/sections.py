@@ -453,7 +453,7 @@ def _unflatten(cls, aux, leaves):
     import jax
 
     static, nonzero, g_ref_auto = aux
-    obj = object.__new__(cls)  # no validation: the leaves may be tracers or placeholders
+    obj = object.__new__(cls)  # no validation: the leaves may be tracers or pytree stand-ins
     for name, value in static:
         object.__setattr__(obj, name, value)
     for name, value in zip(TRACED_FIELDS[cls._section], leaves):
