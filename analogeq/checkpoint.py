@@ -86,7 +86,12 @@ def fault(point: str) -> None:
     if _fault_counts[point] == (int(nth) if nth else 1):
         sys.stdout.flush()
         sys.stderr.flush()
-        os.kill(os.getpid(), getattr(signal, "SIG" + os.environ.get(FAULT_SIGNAL_ENV, "KILL")))
+        sig = getattr(signal, "SIG" + os.environ.get(FAULT_SIGNAL_ENV, "KILL"))
+        if sig == signal.SIGINT:
+            # A shell starts background jobs with SIGINT ignored, and Python keeps it ignored:
+            # restore Ctrl-C's KeyboardInterrupt so the injected one is the user's.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        os.kill(os.getpid(), sig)
 
 
 def encode(tree, meta: dict) -> bytes:
