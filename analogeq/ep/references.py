@@ -9,6 +9,7 @@ import jax.numpy as jnp
 from analogeq.emulator import EulerRelaxation
 from analogeq.ep.base import AbstractEstimator, Estimate, free_phase
 from analogeq.ep.estimators import nudged_phases
+from analogeq.models.base import AbstractConservativeModel
 
 
 def euler_unroll(model, x, eps: float, steps: int):
@@ -65,7 +66,7 @@ class EnergyEP(AbstractEstimator):
 
     def estimate(self, model, cost, relaxation, xs, targets, *, gate=True, key=None):
         del key
-        if not hasattr(model, "energy"):
+        if not isinstance(model, AbstractConservativeModel):
             raise TypeError(f"{type(model).__name__} has no energy; EnergyEP needs a conservative model")
         free = free_phase(model, relaxation, xs)
         betas = [self.beta, -self.beta]

@@ -33,6 +33,7 @@ from jaxtyping import Array
 
 from analogeq.costs import AbstractCost, cost_grad_s
 from analogeq.ep.linear import antisymmetric_product, linearization, products
+from analogeq.models.base import AbstractModel
 
 CORRECTIONS = ("none", "asym", "asym-tracking")
 """Nudged-phase corrections: none, AsymEP at ``s*``, AsymEP at the nudged states' mean
@@ -150,9 +151,9 @@ class NudgedTerm(AbstractTerm):
     def antisymmetric_product(self, point: Array, v: Array) -> Array:
         """``(J - J^T) v = 2 A v`` with ``J = dF/ds`` at the real state ``point``, from the
         model's :meth:`~analogeq.models.base.AbstractModel.jvp_force` and ``vjp_force``
-        (analytic where the model provides them, autodiff of its force otherwise; a duck-typed
-        model with a ``force`` only is differentiated here)."""
-        if not hasattr(self.model, "jvp_force"):
+        (analytic where the model provides them, autodiff of its force otherwise; a model that
+        is not an :class:`~analogeq.models.base.AbstractModel` is differentiated here)."""
+        if not isinstance(self.model, AbstractModel):
             return antisymmetric_product(self.force, point, v)
         return self.model.jvp_force(point, self.x, v) - self.model.vjp_force(point, self.x, v)
 
