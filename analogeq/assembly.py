@@ -33,10 +33,10 @@ from analogeq.ep.recipe import AdaptiveEP, RefinedEulerRelaxation, WithReadoutGr
 from analogeq.hardware.config import ChipConfig
 from analogeq.hardware.dynamics import ChipRelaxation
 from analogeq.hardware.programming import ConductanceUpdater
-from analogeq.hardware.pulsed import PulsedUpdater, attach_devices, device_hardware
-from analogeq.hardware.realize import realize
+from analogeq.hardware.pulsed import PulsedUpdater
 from analogeq.models import HopfieldNetwork, LeakyNetwork
 from analogeq.models.transformer import EqTransformer
+from analogeq.montecarlo import chip_hardware, instance
 from analogeq.streams import Streams
 from analogeq.training import RunParts, TrainResult, fit
 from analogeq.updaters import OptaxUpdater
@@ -187,16 +187,15 @@ def build_analog(cfg: TrainConfig, hardware: str | Path | ChipConfig, data: Data
     model = build_model(cfg, data, streams.init)
     optimizer = stability.build_optimizer(cfg)
     name = hardware if isinstance(hardware, (str, Path)) else "custom"
-    if cfg.device:
-        device = load_device(cfg.device).device
-        hw = device_hardware(hw, device)
-        chip = attach_devices(realize(model, hw, streams.chip), device, streams.devices)
+    device = load_device(cfg.device).device if cfg.device else None
+    hw = chip_hardware(hw, device)
+    chip = instance(model, hw, streams.chip, device)
+    if device is not None:
         updater = PulsedUpdater(device=device, update_scheme=cfg.update, optimizer=optimizer,
                                 lr=cfg.lr, key=streams.pulses)
         label = f"chip ({name}, {cfg.device}, {cfg.update})"
     else:
-        chip, updater = realize(model, hw, streams.chip), ConductanceUpdater(optimizer)
-        label = f"chip ({name})"
+        updater, label = ConductanceUpdater(optimizer), f"chip ({name})"
     estimator = build_estimator(cfg)
     return RunParts(
         model=chip, cost=make_cost(cfg.cost), relaxation=ChipRelaxation(hw), estimator=estimator,

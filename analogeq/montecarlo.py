@@ -43,6 +43,7 @@ from analogeq.hardware.pulsed import attach_devices, device_hardware
 from analogeq.hardware.realize import realize
 from analogeq.models import LeakyNetwork
 from analogeq.stability import scored_accuracy
+from analogeq.streams import device_key
 
 MODES = ("auto", "vmap", "shard", "loop")
 HOST_DEVICES_ENV = "ANALOGEQ_HOST_DEVICES"
@@ -116,7 +117,7 @@ def instance(model: LeakyNetwork, hw: ChipConfig, key, device=None) -> Chip:
     instance of ``Streams.of(cfg).chip`` is the chip :func:`~analogeq.assembly.build_analog`
     trains."""
     chip = realize(model, hw, key)
-    return chip if device is None else attach_devices(chip, device, jax.random.fold_in(key, 1))
+    return chip if device is None else attach_devices(chip, device, device_key(key))
 
 
 def chip_streams(key):

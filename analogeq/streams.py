@@ -64,7 +64,7 @@ class Streams:
     @property
     def devices(self):
         """Per-device parameters of pulsed devices attached to the chip."""
-        return jax.random.fold_in(self.chip, 1)
+        return device_key(self.chip)
 
     @property
     def pulses(self):
@@ -79,3 +79,9 @@ class Streams:
     def step(self, k: int):
         """The key of training step ``k`` (0-based)."""
         return jax.random.fold_in(self.train, k)
+
+
+def device_key(chip_key):
+    """The key of the pulsed devices attached to the chip instance drawn from ``chip_key`` (one
+    derivation for a run's chip and for every Monte Carlo instance)."""
+    return jax.random.fold_in(chip_key, 1)

@@ -40,10 +40,7 @@ from analogeq.emulator import AbstractRelaxation
 from analogeq.ep import AbstractEstimator, compare_gradients
 from analogeq.evaluation import evaluate, traced, untraced
 from analogeq.jsonio import (
-    jsonl_line,
-    loads_strict,
     sanitize,
-    write_bytes_atomic,
     write_json,
     write_text_atomic,
 )
@@ -92,9 +89,8 @@ def make_train_step(parts: RunParts, gate: bool):
     (levels, noise amplitudes, temperature, ranges, conductances) are traced arguments
     (:data:`analogeq.hardware.sections.TRACED_FIELDS`), so a sweep over them reuses it too;
     switching one on or off (zero vs nonzero) compiles once more. Static fields compare by
-    value, so a part rebuilt with equal settings also hits the cache, except for parts holding
-    a fresh closure (an optax optimizer from a new ``build_optimizer`` call compares by
-    identity)."""
+    value, so a part rebuilt with equal settings also hits the cache (optax optimizers, which
+    compare by identity, are memoized by :func:`analogeq.stability.build_optimizer`)."""
     cost, relaxation, estimator, updater = parts.cost, parts.relaxation, parts.estimator, parts.updater
     hooks = tuple(parts.hooks)
 
@@ -496,22 +492,3 @@ def _check_resumable(cfg: TrainConfig, meta: dict, out: Path) -> None:
         raise CheckpointError(
             f"{out / STATE}: the checkpoint is at step {meta['step']}, beyond steps = {cfg.steps}; "
             f"resume with steps >= {meta['step']} (--steps {meta['step']} finishes the run as it was)")
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    """The records of a JSON Lines file; a line that is not JSON is an error naming the file and
-    line (the last line may be torn by a crash and is then reported as such)."""
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist")
-    lines = path.read_text().splitlines()
-    out = []
-    for i, line in enumerate(lines, 1):
-        if line.strip():
-            out.append(loads_strict(line, f"{path} line {i}" + (" (last line; torn by a crash?)"
-                                                                   if i == len(lines) else "")))
-    return out
-
-
-def _write_jsonl(path: Path, records: list[dict]) -> None:
-    """Write records as strict JSON Lines, atomically (temporary file, fsync, rename)."""
-    write_bytes_atomic(path, b"".join(jsonl_line(r) for r in records))
