@@ -92,9 +92,9 @@ def test_export_refuses_what_it_cannot_write(leaky, hopfield):
         chip_netlist(hopfield, jnp.zeros(8), t_stop=1e-7)
     tile = lambda *shape: Tile(g_pos=np.full(shape, 5e-5), g_neg=np.full(shape, 5e-5),  # noqa: E731
                                lo=np.zeros((2, *shape)), hi=np.full((2, *shape), 1e-4))
-    big = Chip(sizes=(1, 65), forward=(tile(65, 1),), feedback=(), biases=(tile(65),),
-               offset=np.zeros(65), gain=np.ones(65), config=ChipConfig.ideal())
-    with pytest.raises(ValueError, match="at most 64 neurons.*65"):
+    big = Chip(sizes=(1, 257), forward=(tile(257, 1),), feedback=(), biases=(tile(257),),
+               offset=np.zeros(257), gain=np.ones(257), config=ChipConfig.ideal())
+    with pytest.raises(ValueError, match="at most 256 neurons.*257"):
         chip_netlist(big, np.zeros(1), t_stop=1e-7)
     with pytest.raises(ValueError, match="SpiceOptions.method"):
         SpiceOptions(method="euler")

@@ -33,8 +33,8 @@ def spice_config(hardware: str | ChipConfig = "realistic") -> ChipConfig:
     else:
         cfg = ChipConfig.preset(str(hardware))
     return cfg.replace(**{"noise.temperature": 0.0, "crossbar.read_noise": 0.0,
-                          "dynamics.settle_time": None, "dynamics.average_window": 0.0,
-                          "periphery.adc_bits": 0})
+                          "dynamics.settle_time": None, "dynamics.nudged_time": None,
+                          "dynamics.average_window": 0.0, "periphery.adc_bits": 0})
 
 
 def block_sizes(name_or_sizes) -> tuple[int, ...]:

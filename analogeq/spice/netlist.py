@@ -19,8 +19,15 @@ gain exactly ``1 / G_ref``, and the open-loop pole ``taup = amp_pole_tau A0 G_re
 makes the closed-loop pole exactly ``amp_pole_tau``. The netlist and :meth:`Chip.force` are then
 the same circuit; what differs is only how ngspice and diffrax integrate it.
 
-Noise (thermal, ``kT/C``, read noise) is not written: the netlist is the chip's deterministic
-field, the one :meth:`ChipRelaxation.trajectory` integrates.
+By default no noise is written: the netlist is the chip's deterministic field, the one
+:meth:`ChipRelaxation.trajectory` integrates. With ``noise`` (:class:`~analogeq.spice.noise.NoiseSpec`)
+the Johnson noise of every leak and every crossbar device is written as ``trnoise`` current
+sources (:mod:`analogeq.spice.noise`).
+
+A *block* is a subset of the neurons (``neurons``): only their circuits are written, and the
+outputs ``u<k>`` of the neurons outside it that its columns read are ideal sources held at
+``rho(v_k)`` of a given ``boundary`` state (e.g. the ODE's steady state): a layer block of a
+network too large for one netlist (:mod:`analogeq.spice.partition`).
 """
 
 from __future__ import annotations
@@ -37,17 +44,16 @@ import numpy as np
 from analogeq.hardware.chip import Chip
 from analogeq.hardware.constants import K_B, Q_E
 from analogeq.spice.library import library_text
+from analogeq.spice.noise import NoiseSpec, _num, noise_options_line, trnoise_source
+from analogeq.spice.nudge import Nudge, nudge_lines
 
-MAX_NEURONS = 64
-"""Largest block (hidden + output neurons) the exporter writes."""
+MAX_NEURONS = 256
+"""Largest block (hidden + output neurons) the exporter writes in one netlist: ngspice's ``.op``
+of a dense 256-neuron block takes about 15 s, its 20 tau ``.tran`` about 10 min
+(docs/spice-export.md); larger networks are exported as layer blocks."""
 
 NONLINEARITIES = ("behavioral", "bjt")
 METHODS = ("trap", "gear")
-
-
-def _num(v: float) -> str:
-    """A number as ngspice reads it back exactly (Python's shortest round-trip repr)."""
-    return repr(float(v))
 
 
 @dataclass(frozen=True)
@@ -113,26 +119,6 @@ class SpiceOptions:
 
 
 @dataclass(frozen=True, eq=False)
-class Nudge:
-    """The nudged phase's extra circuits, in the chip's state units.
-
-    Attributes:
-        beta: nudge strength (dimensionless, either sign; squared-error cost ``1/2|y - t|^2``),
-            realized as a transconductance ``beta g_leak`` from each output node to its target.
-        target: target of each output neuron (state units, shape ``(n_outputs,)``).
-        hold: the held free state ``s*`` (state units, node voltages only), needed with
-            ``correction``.
-        correction: matrix ``M`` (``(n, n)``, units of ``1/tau``) of an extra linear field
-            ``M (v - v*)`` (AsymEP: ``M = -2 A``), realized as transconductances ``M_ik g_leak``.
-    """
-
-    beta: float
-    target: np.ndarray
-    hold: np.ndarray | None = None
-    correction: np.ndarray | None = None
-
-
-@dataclass(frozen=True, eq=False)
 class Netlist:
     """An exported netlist and how its node voltages map back to the chip's state.
 
@@ -168,22 +154,26 @@ class Netlist:
         return path
 
 
-def check_block(chip) -> Chip:
-    """``chip`` if it is a realized :class:`Chip` of at most :data:`MAX_NEURONS` neurons, else a
-    ``TypeError`` / ``ValueError`` that says what to pass."""
+def check_block(chip, n_block: int | None = None, limit: int | None = None) -> Chip:
+    """``chip`` if it is a realized :class:`Chip` whose block (``n_block`` neurons, default all)
+    has at most ``limit`` (default :data:`MAX_NEURONS`) neurons, else a ``TypeError`` /
+    ``ValueError`` that says what to pass."""
     if not isinstance(chip, Chip):
         name = type(chip).__name__
         hint = ("a HopfieldNetwork's rho'(s) factor has no crossbar circuit; use a LeakyNetwork"
                 if name == "HopfieldNetwork" else
                 "realize a LeakyNetwork first: analogeq.hardware.realize(model, config, key)")
         raise TypeError(f"SPICE export needs a realized Chip; got {name} ({hint})")
-    if chip.n_neurons > MAX_NEURONS:
-        raise ValueError(f"SPICE export handles blocks of at most {MAX_NEURONS} neurons (hidden + "
-                         f"output); chip.sizes={chip.sizes} has {chip.n_neurons}")
+    n = chip.n_neurons if n_block is None else n_block
+    limit = MAX_NEURONS if limit is None else limit
+    if n > limit:
+        raise ValueError(f"SPICE export handles blocks of at most {limit} neurons (hidden + "
+                         f"output); chip.sizes={chip.sizes} has {n}" + ("" if n_block is None else " in the block")
+                         + "; export it in layer blocks (analogeq.spice.partition)")
     return chip
 
 
-def _columns(chip: Chip, x_volts: np.ndarray):
+def _columns(chip: Chip, x_volts=None):
     """Per neuron: list of ``(line, g_pos, g_neg)`` for every device pair on its column: the
     rows of its layer's forward, feedback and bias tiles (:meth:`Tile.row_pairs`), each column
     wired to the line :meth:`Chip.tile_inputs` drives it with (DAC ``x<j>``, neuron output
@@ -206,22 +196,39 @@ def _neg(line: str) -> str:
     return line[0] + "n" + line[1:]
 
 
-def chip_netlist(
-    chip: Chip,
-    x,
-    *,
-    s0=None,
-    t_stop: float | None = None,
-    options: SpiceOptions = SpiceOptions(),
-    nudge: Nudge | None = None,
-    guess=None,
-    analyses: tuple[str, ...] = ("op", "tran"),
-    title: str | None = None,
-) -> Netlist:
+def block_neurons(chip: Chip, neurons=None) -> tuple[int, ...]:
+    """The sorted neuron indices of a block (default: every neuron), checked."""
+    if neurons is None:
+        return tuple(range(chip.n_neurons))
+    idx = tuple(sorted({int(i) for i in neurons}))
+    if not idx or idx[0] < 0 or idx[-1] >= chip.n_neurons:
+        raise ValueError(f"neurons must be a non-empty set of indices in [0, {chip.n_neurons}); got {neurons!r}")
+    return idx
+
+
+@dataclass(frozen=True)
+class NetlistParts:
+    """A netlist in four parts (lists of lines): ``head`` (title, comments, library,
+    ``.options``), ``sources`` (input DACs, bias line, boundary sources), ``body`` (the block's
+    neurons and columns, noise sources included) and ``tail`` (nudge, ``.save``, ``.nodeset``,
+    analyses, ``.end``); ``state_nodes`` as :class:`Netlist`. A layer block's file is its body;
+    its test bench and the top-level file are assembled from the parts
+    (:mod:`analogeq.spice.export`)."""
+
+    head: list[str]
+    sources: list[str]
+    body: list[str]
+    tail: list[str]
+    state_nodes: tuple[str, ...]
+
+
+def chip_netlist(chip: Chip, x, *, s0=None, t_stop: float | None = None, options: SpiceOptions = SpiceOptions(),
+                 nudge: Nudge | None = None, guess=None, analyses: tuple[str, ...] = ("op", "tran"),
+                 title: str | None = None, neurons=None, boundary=None, noise: NoiseSpec | None = None) -> Netlist:
     """The netlist of ``chip`` driven by input ``x`` (SI units throughout).
 
     Args:
-        chip: a realized :class:`Chip` of at most :data:`MAX_NEURONS` neurons.
+        chip: a realized :class:`Chip` (a block of at most :data:`MAX_NEURONS` neurons).
         x: one input sample (state units, shape ``(sizes[0],)``); the DAC sources are set to
             ``chip.dac(x) * v_unit`` [V].
         s0: initial state of the ``.tran`` analysis (state units, shape ``chip.state_shape``;
@@ -229,17 +236,40 @@ def chip_netlist(
         t_stop: ``.tran`` stop time [s]; required when ``"tran"`` is in ``analyses``.
         options: circuit choices and tolerances (:class:`SpiceOptions`).
         nudge: the nudged phase's branches (:class:`Nudge`), or ``None`` for the free phase.
-        guess: ``.nodeset`` for the ``.op`` Newton solve (state units, node voltages and, with a
-            pole, amplifier outputs), e.g. the free state when solving a nudged phase.
+        guess: ``.nodeset`` for the ``.op`` Newton solve (state units, shape
+            ``chip.state_shape``), e.g. the free state when solving a nudged phase.
         analyses: any of ``"op"`` and ``"tran"``.
         title: first (title) line.
+        neurons: the block's neuron indices (default: all); the others' outputs are sources.
+        boundary: node voltages of every neuron (state units, shape ``(n_neurons,)``) whose
+            ``rho`` drives the block's boundary sources; needed when ``neurons`` leaves out a
+            neuron the block reads.
+        noise: thermal noise sources (:class:`~analogeq.spice.noise.NoiseSpec`) or ``None``.
     """
-    chip = check_block(chip)
+    p = netlist_parts(chip, x, s0=s0, t_stop=t_stop, options=options, nudge=nudge, guess=guess,
+                      analyses=analyses, title=title, neurons=neurons, boundary=boundary, noise=noise)
+    t_stop = t_stop if "tran" in analyses else None
+    return Netlist(text="\n".join(p.head + p.sources + p.body + p.tail) + "\n", state_nodes=p.state_nodes,
+                   v_unit=chip.config.neuron.v_unit, tau=chip.tau, t_stop=t_stop, analyses=tuple(analyses))
+
+
+def netlist_parts(chip: Chip, x, *, s0=None, t_stop=None, options: SpiceOptions = SpiceOptions(), nudge=None,
+                  guess=None, analyses=("op", "tran"), title=None, neurons=None, boundary=None,
+                  noise: NoiseSpec | None = None, limit: int | None = None, body: bool = True) -> NetlistParts:
+    """:func:`chip_netlist` in its :class:`NetlistParts` (same arguments); ``limit`` overrides
+    :data:`MAX_NEURONS` and ``body=False`` leaves the body empty (a top-level file that
+    includes its layer blocks' bodies)."""
+    idx = block_neurons(check_block(chip, 0), neurons)
+    chip = check_block(chip, len(idx), limit)
+    with_body = body
+    full = len(idx) == chip.n_neurons
     bad = [a for a in analyses if a not in ("op", "tran")]
     if bad or not analyses:
         raise ValueError(f"analyses must be a non-empty subset of ('op', 'tran'); got {analyses!r}")
     if "tran" in analyses and not (t_stop is not None and math.isfinite(t_stop) and t_stop > 0):
         raise ValueError(f"t_stop [s] must be a finite number > 0 for a .tran analysis; got {t_stop!r}")
+    if nudge is not None and not full:
+        raise ValueError("a nudged phase is exported for the whole network only (neurons=None)")
     cfg = chip.config
     nc, cb = cfg.neuron, cfg.crossbar
     vu, n, pole = nc.v_unit, chip.n_neurons, chip.has_pole
@@ -253,107 +283,110 @@ def chip_netlist(
     a0, g_ref = options.opamp_gain, cb.G_ref
     offset = np.asarray(chip.offset, np.float64) * vu
     gain = np.asarray(chip.gain, np.float64)
+    cols = _columns(chip)
+    nt = None if noise is None else noise.step * chip.tau
 
-    lines = [title or f"analogeq chip block sizes={chip.sizes}",
-             "* Exported by analogeq.spice.chip_netlist. SI units: V, A, S, F, s.",
-             f"* neurons {n}, sizes {chip.sizes}, tau = C/g_leak = {_num(chip.tau)} s, "
-             f"v_unit = {_num(vu)} V, G_ref = {_num(g_ref)} S",
-             f"* nonlinearity: {options.nonlinearity}, rail {_num(nc.rail)} V; op-amp A0 = {_num(a0)}, "
-             f"rails +-{_num(options.opamp_rail)} V; amplifier pole {_num(nc.amp_pole_tau)} s",
-             f"* state s (units of v_unit) = [V(v0..v{n - 1})" + (f", V(y0..y{n - 1})" if pole else "")
-             + "] / v_unit",
-             "* Noise sources are not written (deterministic field).", "",
-             "* ---- subcircuit library (circuits/analogeq.lib, verbatim) ----",
+    span = (f"V(v0..v{n - 1})" if full else "V(v<i>)") + (f", V(y0..y{n - 1})" if pole and full else ", V(y<i>)" if pole else "")
+    head = [title or f"analogeq chip block sizes={chip.sizes}",
+            "* Exported by analogeq.spice.chip_netlist. SI units: V, A, S, F, s.",
+            f"* neurons {n}, sizes {chip.sizes}, tau = C/g_leak = {_num(chip.tau)} s, "
+            f"v_unit = {_num(vu)} V, G_ref = {_num(g_ref)} S",
+            f"* nonlinearity: {options.nonlinearity}, rail {_num(nc.rail)} V; op-amp A0 = {_num(a0)}, "
+            f"rails +-{_num(options.opamp_rail)} V; amplifier pole {_num(nc.amp_pole_tau)} s",
+            f"* state s (units of v_unit) = [{span}] / v_unit"]
+    if not full:
+        head.append(f"* block: neurons {idx[0]}..{idx[-1]} ({len(idx)}); the outputs of the neurons it "
+                    "reads outside the block are sources u<k> held at rho(v_k) of a boundary state")
+    if noise is None:
+        head.append("* Noise sources are not written (deterministic field).")
+    else:
+        head.append(f"* Thermal noise at {_num(noise.temperature)} K as trnoise current sources (4kTG, "
+                    f"sampled every {_num(nt)} s): " + ", ".join(
+                        w for w, on in (("leak", noise.leak), ("crossbar devices", noise.devices)) if on))
+    head += ["", "* ---- subcircuit library (circuits/analogeq.lib, verbatim) ----",
              library_text().rstrip(), "* ---- end of library ----", "",
              f".options reltol={_num(options.reltol)} abstol={_num(options.abstol)} "
              f"vntol={_num(options.vntol)} chgtol={_num(options.chgtol)} trtol={_num(options.trtol)} "
-             f"method={options.method} temp={_num(options.temperature)} tnom={_num(options.temperature)}",
-             "", "* input DACs (quantized levels) and the bias rows"]
+             f"method={options.method} temp={_num(options.temperature)} tnom={_num(options.temperature)}"]
+    if noise is not None:
+        head.append(noise_options_line(noise))
+
+    used = {line for i in idx for line, _, _ in cols[i]}
+    sources = ["", "* input DACs (quantized levels) and the bias rows"]
     for j, v in enumerate(x_volts):
-        lines.append(f"Xdac{j} x{j} xn{j} aeq_dac v={_num(v)}")
-    lines.append(f"Xdacb b bn aeq_dac v={_num(vu)}")
+        if full or f"x{j}" in used:
+            sources.append(f"Xdac{j} x{j} xn{j} aeq_dac v={_num(v)}")
+    sources.append(f"Xdacb b bn aeq_dac v={_num(vu)}")
+    outside = sorted(int(line[1:]) for line in used if line[0] == "u" and int(line[1:]) not in idx)
+    if outside:
+        if boundary is None or np.shape(boundary) != (n,):
+            raise ValueError(f"the block reads neurons outside it ({outside[:4]}...): pass boundary, the "
+                             f"node voltages of all {n} neurons (state units), shape ({n},)")
+        u = np.asarray(chip.rho(jnp.asarray(np.asarray(boundary, np.float64), chip.offset.dtype)), np.float64) * vu
+        sources += ["", "* boundary: outputs of neurons outside the block, held at rho(v_k) [V]"]
+        sources += [f"Xbd{k} u{k} un{k} aeq_dac v={_num(u[k])}" for k in outside]
 
-    lines += ["", "* neurons: nonlinearity circuits driving the differential rows u<i> / un<i>"]
-    for i in range(n):
+    body = ["", "* neurons: nonlinearity circuits driving the differential rows u<i> / un<i>"]
+    for i in idx if with_body else ():
         if options.nonlinearity == "behavioral":
-            lines.append(f"Xnl{i} v{i} u{i} un{i} aeq_tanh_b rail={_num(nc.rail)} gain={_num(gain[i])} "
-                         f"offset={_num(offset[i])}")
+            body.append(f"Xnl{i} v{i} u{i} un{i} aeq_tanh_b rail={_num(nc.rail)} gain={_num(gain[i])} "
+                        f"offset={_num(offset[i])}")
         else:
-            lines.append(f"Xnl{i} v{i} u{i} un{i} aeq_tanh_bjt rail={_num(nc.rail)} gain={_num(gain[i])} "
-                         f"offset={_num(offset[i])} vt={_num(options.vt)}")
+            body.append(f"Xnl{i} v{i} u{i} un{i} aeq_tanh_bjt rail={_num(nc.rail)} gain={_num(gain[i])} "
+                        f"offset={_num(offset[i])} vt={_num(options.vt)}")
+    body += ["", "* columns: differential pairs (G+ from the negated row), calibrated TIA, RC node"]
+    for i in idx if with_body else ():
+        body += _column_lines(i, cols[i], chip, s0, options, noise, nt)
+    body = body if with_body else []
 
-    lines += ["", "* columns: differential pairs (G+ from the negated row), calibrated TIA, RC node"]
-    for i, pairs in enumerate(_columns(chip, x_volts)):
-        gsum = 0.0
-        lines.append(f"* neuron {i}")
-        for k, (line, gp, gn) in enumerate(pairs):
-            if gp > 0:
-                lines.append(f"Rp{i}_{k} {_neg(line)} s{i} {_num(1.0 / gp)}")
-            if gn > 0:
-                lines.append(f"Rn{i}_{k} {line} s{i} {_num(1.0 / gn)}")
-            gsum += max(gp, 0.0) + max(gn, 0.0)
-        g_f = (a0 * g_ref - gsum) / (1.0 + a0)
-        if g_f <= 0:
-            raise ValueError(f"SpiceOptions.opamp_gain={a0:g} is too low for neuron {i}: the column's "
-                             f"conductance {gsum:.3g} S exceeds A0 G_ref; raise opamp_gain")
-        lines.append(f"Rf{i} s{i} y{i} {_num(1.0 / g_f)}")
-        if pole:
-            taup = nc.amp_pole_tau * a0 * g_ref / (gsum + g_f)
-            lines.append(f"Xa{i} 0 s{i} y{i} aeq_opamp_1p a0={_num(a0)} taup={_num(taup)} "
-                         f"rail={_num(options.opamp_rail)} y0={_num(s0[n + i] * vu)}")
-        else:
-            lines.append(f"Xa{i} 0 s{i} y{i} aeq_opamp a0={_num(a0)} rail={_num(options.opamp_rail)}")
-        lines.append(f"Xn{i} y{i} v{i} aeq_rc_neuron gleak={_num(nc.g_leak)} c={_num(nc.C)} "
-                     f"v0={_num(s0[i] * vu)}")
-
-    if nudge is not None:
-        lines += _nudge_lines(chip, nudge)
-
-    nodes = tuple(f"v{i}" for i in range(n)) + (tuple(f"y{i}" for i in range(n)) if pole else ())
-    lines += ["", "* analyses", ".save " + " ".join(f"v({m})" for m in nodes)]
+    nodes = tuple(f"v{i}" for i in idx) + (tuple(f"y{i}" for i in idx) if pole else ())
+    tail = nudge_lines(chip, nudge) if nudge is not None else []
+    tail += ["", "* analyses", ".save " + " ".join(f"v({m})" for m in nodes)]
     if guess is not None:
         guess = np.asarray(guess, np.float64)
         if guess.shape != tuple(chip.state_shape):
             raise ValueError(f"guess must have shape {tuple(chip.state_shape)} (state units); got {guess.shape}")
-        lines.append(".nodeset " + " ".join(f"v({m})={_num(g * vu)}" for m, g in zip(nodes, guess)))
+        sel = list(idx) + ([n + i for i in idx] if pole else [])
+        tail.append(".nodeset " + " ".join(f"v({m})={_num(guess[k] * vu)}" for m, k in zip(nodes, sel)))
     if "op" in analyses:
-        lines.append(".op")
+        tail.append(".op")
     if "tran" in analyses:
-        t_max = options.max_step * chip.tau
-        lines.append(f".tran {_num(t_max)} {_num(t_stop)} 0 {_num(t_max)} uic")
-    lines.append(".end")
-    return Netlist(text="\n".join(lines) + "\n", state_nodes=nodes, v_unit=vu, tau=chip.tau,
-                   t_stop=t_stop if "tran" in analyses else None, analyses=tuple(analyses))
+        t_max = options.max_step * chip.tau if nt is None else min(options.max_step * chip.tau, nt)
+        tail.append(f".tran {_num(t_max)} {_num(t_stop)} 0 {_num(t_max)} uic")
+    tail.append(".end")
+    return NetlistParts(head=head, sources=sources, body=body, tail=tail, state_nodes=nodes)
 
 
-def _nudge_lines(chip: Chip, nudge: Nudge) -> list[str]:
-    """The nudging branches (and, with a correction, the held state and AsymEP elements)."""
-    nc = chip.config.neuron
-    vu, n, n_out = nc.v_unit, chip.n_neurons, chip.sizes[-1]
-    target = np.asarray(nudge.target, np.float64)
-    if target.shape != (n_out,):
-        raise ValueError(f"Nudge.target must have shape ({n_out},) (one per output neuron); got {target.shape}")
-    if not math.isfinite(nudge.beta):
-        raise ValueError(f"Nudge.beta must be finite; got {nudge.beta!r}")
-    out = ["", f"* nudging branches: beta = {_num(nudge.beta)}, gn = beta g_leak, targets t<k>"]
-    for k in range(n_out):
-        i = n - n_out + k
-        out.append(f"Vt{k} t{k} 0 DC {_num(target[k] * vu)}")
-        out.append(f"Xnu{k} v{i} t{k} aeq_nudge gn={_num(nudge.beta * nc.g_leak)}")
-    if nudge.correction is not None:
-        m = np.asarray(nudge.correction, np.float64)
-        if chip.has_pole:
-            raise ValueError("Nudge.correction (the AsymEP circuit) is exported for chips without an "
-                             "amplifier pole; set neuron.amp_pole_tau = 0 or use correction 'none'")
-        if m.shape != (n, n) or nudge.hold is None or np.shape(nudge.hold) != (n,):
-            raise ValueError(f"Nudge.correction must be ({n}, {n}) with Nudge.hold of shape ({n},); "
-                             f"got {m.shape} and {None if nudge.hold is None else np.shape(nudge.hold)}")
-        hold = np.asarray(nudge.hold, np.float64)
-        out.append("* AsymEP correction: sample-and-hold sources h<k> = free state, elements gm = M_ik g_leak")
-        for k in range(n):
-            out.append(f"Vh{k} h{k} 0 DC {_num(hold[k] * vu)}")
-        for i in range(n):
-            for k in range(n):
-                if m[i, k] != 0:
-                    out.append(f"Xc{i}_{k} v{i} v{k} h{k} aeq_asym gm={_num(m[i, k] * nc.g_leak)}")
-    return out
+def _column_lines(i, pairs, chip, s0, options, noise, nt) -> list[str]:
+    """Neuron ``i``'s column (device resistors, calibrated TIA feedback), amplifier and RC node,
+    and with ``noise`` its ``trnoise`` sources."""
+    nc, g_ref, a0, n = chip.config.neuron, chip.config.crossbar.G_ref, options.opamp_gain, chip.n_neurons
+    vu = nc.v_unit
+    out = [f"* neuron {i}"]
+    noisy = []
+    gsum = 0.0
+    for k, (line, gp, gn) in enumerate(pairs):
+        if gp > 0:
+            out.append(f"Rp{i}_{k} {_neg(line)} s{i} {_num(1.0 / gp)}")
+            if noise is not None and noise.devices:
+                noisy.append(trnoise_source(f"Inp{i}_{k}", _neg(line), f"s{i}", gp, noise.temperature, nt))
+        if gn > 0:
+            out.append(f"Rn{i}_{k} {line} s{i} {_num(1.0 / gn)}")
+            if noise is not None and noise.devices:
+                noisy.append(trnoise_source(f"Inn{i}_{k}", line, f"s{i}", gn, noise.temperature, nt))
+        gsum += max(gp, 0.0) + max(gn, 0.0)
+    g_f = (a0 * g_ref - gsum) / (1.0 + a0)
+    if g_f <= 0:
+        raise ValueError(f"SpiceOptions.opamp_gain={a0:g} is too low for neuron {i}: the column's "
+                         f"conductance {gsum:.3g} S exceeds A0 G_ref; raise opamp_gain")
+    out.append(f"Rf{i} s{i} y{i} {_num(1.0 / g_f)}")
+    if chip.has_pole:
+        taup = nc.amp_pole_tau * a0 * g_ref / (gsum + g_f)
+        out.append(f"Xa{i} 0 s{i} y{i} aeq_opamp_1p a0={_num(a0)} taup={_num(taup)} "
+                   f"rail={_num(options.opamp_rail)} y0={_num(s0[n + i] * vu)}")
+    else:
+        out.append(f"Xa{i} 0 s{i} y{i} aeq_opamp a0={_num(a0)} rail={_num(options.opamp_rail)}")
+    out.append(f"Xn{i} y{i} v{i} aeq_rc_neuron gleak={_num(nc.g_leak)} c={_num(nc.C)} v0={_num(s0[i] * vu)}")
+    if noise is not None and noise.leak:
+        out.append(trnoise_source(f"Inl{i}", f"y{i}", f"v{i}", nc.g_leak, noise.temperature, nt))
+    return out + noisy

@@ -82,18 +82,21 @@ _DEFAULT_LIMIT: list[float | None] = [None]
 def default_timeout(netlist: Netlist) -> float:
     """Wall-clock limit [s] of a run of ``netlist``: ``max(60 s, 2 us x nodes x .tran steps)``,
     the steps being ``t_stop / max_step`` of its ``.tran`` line (the solver takes at least that
-    many); 60 s for a netlist without a transient."""
+    many), times ``(states / 128)^3`` above 128 states (a dense block's LU grows about
+    cubically: a 256-neuron ``.op`` took 12-54 s on a loaded 2-core machine); 60 s (times the
+    same factor) for a netlist without a transient."""
+    scale = max(1.0, (len(netlist.state_nodes) / 128) ** 3)
     m = _TRAN.search(netlist.text)
     if m is None:
-        return MIN_TIMEOUT
+        return MIN_TIMEOUT * scale
     try:
         t_stop = float(m.group(2))
         t_max = float(m.group(4) or m.group(1))
     except ValueError:
-        return MIN_TIMEOUT
+        return MIN_TIMEOUT * scale
     steps = t_stop / t_max if t_max > 0 else 0.0
     nodes = max(len(netlist.state_nodes), 1) * 4  # a neuron is about 4 nodes (RC, TIA, rows)
-    return max(MIN_TIMEOUT, SECONDS_PER_NODE_STEP * nodes * steps)
+    return max(MIN_TIMEOUT, SECONDS_PER_NODE_STEP * nodes * steps) * scale
 
 
 @contextlib.contextmanager

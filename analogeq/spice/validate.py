@@ -38,8 +38,8 @@ def reference_relaxation(chip: Chip, rtol: float = 1e-11, steady_tol: float = 1e
     """The ODE the netlist is compared with: the chip's own :class:`ChipRelaxation`, adaptive to
     the steady state, with tight tolerances (``rtol`` relative, ``atol = rtol / 100`` in state
     units; ``steady_tol`` the relative residual of the steady-state event)."""
-    cfg = chip.config.replace(**{"dynamics.settle_time": None, "dynamics.average_window": 0.0,
-                                 "dynamics.steady_tol": steady_tol})
+    cfg = chip.config.replace(**{"dynamics.settle_time": None, "dynamics.nudged_time": None,
+                                 "dynamics.average_window": 0.0, "dynamics.steady_tol": steady_tol})
     return ChipRelaxation(cfg, rtol=rtol, atol=rtol / 100, max_steps=200_000, max_time=1e4)
 
 
