@@ -96,11 +96,13 @@ def test_kT_over_C_with_the_default_step(preset, c_node):
 
 def _noise_free(preset: str, settle_tau: float | None) -> ChipConfig:
     """A preset with every noise off, an ideal ADC, and a fixed settle window of ``settle_tau``
-    (``None``: the adaptive steady-state solve)."""
+    for the free and the nudged phases (``None``: the adaptive steady-state solve), so that
+    what is measured is the integrator (the preset's shorter nudged window is
+    tests/test_nudged_window.py's)."""
     return ChipConfig.preset(preset).replace(**{
         "noise.temperature": 0.0, "crossbar.read_noise": 0.0, "periphery.adc_bits": 0,
         "dynamics.settle_time": None if settle_tau is None else settle_tau * TAU,
-        "dynamics.average_window": 0.0, "dynamics.steady_tol": 1e-10,
+        "dynamics.average_window": 0.0, "dynamics.steady_tol": 1e-10, "dynamics.nudged_time": None,
     })
 
 
@@ -125,9 +127,11 @@ def test_noise_free_fixed_point_equals_tsit5(leaky, batch, preset):
 
 def test_ep_on_exact_decay_matches_the_implicit_adjoint(leaky, batch):
     """Noise-free non-ideal chip (pole, mismatch, quantized levels) settled by exact-decay over
-    fixed windows: physical AsymEP equals the chip's own implicit adjoint."""
+    fixed windows: physical AsymEP equals the chip's own implicit adjoint, and EP without the
+    correction does not (the field of a chip with a pole is not conservative)."""
     cfg = _noise_free("realistic", 120.0)
     chip = realize(leaky, cfg, jax.random.PRNGKey(7))
+    assert chip.has_pole and float(jnp.std(chip.gain)) > 0
     relax = ChipRelaxation(cfg)
     ep = aq.EP(beta=1e-3).estimate(chip, COST, relax, *batch)
     own = aq.ImplicitAdjoint(tol=1e-12).estimate(chip, COST, relax, *batch)
@@ -135,6 +139,9 @@ def test_ep_on_exact_decay_matches_the_implicit_adjoint(leaky, batch):
     cmp = aq.compare_gradients(chip.weight_gradient(ep.grads), chip.weight_gradient(own.grads))
     print(f"EP on exact-decay vs implicit adjoint: {cmp['overall']}")
     assert cmp["overall"]["cosine"] >= 0.999999, cmp["overall"]
+    plain = aq.EP(beta=1e-3, correction="none").estimate(chip, COST, relax, *batch)
+    assert aq.compare_gradients(chip.weight_gradient(plain.grads),
+                                chip.weight_gradient(own.grads))["overall"]["rel_error"] > 1e-2
 
 
 def _readout_stats(cfg, chip, x, n_draws, key):

@@ -1,6 +1,5 @@
 """The equilibrium transformer block: field, holomorphy, causality and EP gradients (float64)."""
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -109,14 +108,12 @@ def test_bad_inputs_are_named(block):
         block.check_input(jnp.zeros((T + 1,), jnp.int32))
     with pytest.raises(ValueError, match=r"\[0, vocab_size=5\)"):
         block.check_input(jnp.array([0, 1, 7, 1, 0]))
-    with pytest.raises(Exception, match="vocab_size"):
-        eqx.filter_jit(block.init_state)(jnp.array([0, 1, 7, 1, 0]))
+    # Inside jit nothing raises: no host callback, so the compiled step is cacheable.
+    assert "callback" not in jax.jit(block.init_state).lower(jnp.array([0, 1, 1, 1, 0])).as_text()
     with pytest.raises(ValueError, match="divisible"):
         EqTransformer(V, T, 10, 4, key=jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match="damping"):
         EqTransformer(V, T, 8, 2, key=jax.random.PRNGKey(0), damping=-1.0)
-    with pytest.raises(Exception, match="not finite"):
-        eqx.filter_jit(block.check_state)(jnp.full((T, D), jnp.nan))
 
 
 def test_free_phase_converges(exact):

@@ -31,7 +31,7 @@ import lineax
 from analogeq.emulator import AbstractRelaxation, RelaxResult, check_finite, residual, term_noise
 from analogeq.hardware.config import ChipConfig
 from analogeq.hardware.converters import quantize
-from analogeq.hardware.integrators import DEFAULT_STEP, ExactDecay
+from analogeq.hardware.integrators import DEFAULT_PRE_STEP, DEFAULT_STEP, ExactDecay
 
 
 class ChipRelaxation(AbstractRelaxation):
@@ -87,20 +87,30 @@ class ChipRelaxation(AbstractRelaxation):
 
     def window(self, nudged: bool = False) -> tuple[float | None, float]:
         """``(settle window, readout average)`` [s] of a free (``nudged=False``) or a nudged
-        settle: a nudged phase settles for ``dynamics.nudged_time`` when set (else
-        ``settle_time``) and is read as the average over the last ``average_window`` of its
+        settle: a nudged phase settles for ``dynamics.nudged_window`` (``nudged_time`` capped
+        at ``settle_time``) and is read as the average over the last ``average_window`` of its
         window, clipped to it. The settle window is ``None`` in adaptive mode."""
         dyn = self.config.dynamics
-        if not nudged or dyn.nudged_time is None:
+        if not nudged or dyn.nudged_window == dyn.settle_time:
             return dyn.settle_time, dyn.average_window
-        return dyn.nudged_time, min(dyn.average_window, dyn.nudged_time)
+        return dyn.nudged_window, min(dyn.average_window, dyn.nudged_window)
 
     def exact_decay(self, nudged: bool = False) -> ExactDecay:
         """The exact-decay integrator of this chip's fixed settle window (needs ``settle_time``)
         for a free or a nudged settle (:meth:`window`)."""
         settle, average = self.window(nudged)
-        return ExactDecay(decay=self.decay_matrix(), step=self.sde_dt(),
+        return ExactDecay(decay=self.decay_matrix(), step=self.sde_dt(), pre_step=self.pre_step(nudged),
                           settle=settle / self.tau, window=average / self.tau)
+
+    def pre_step(self, nudged: bool = False) -> float:
+        """Exact-decay step before the readout window (units of ``tau``): ``dynamics.sde_dt``
+        if set (one step throughout), else
+        :data:`~analogeq.hardware.integrators.DEFAULT_PRE_STEP` when the readout is a window
+        average and :data:`~analogeq.hardware.integrators.DEFAULT_STEP` when it is the final
+        state (whose instantaneous value the step sets)."""
+        if self.config.dynamics.sde_dt is not None or self.window(nudged)[1] == 0:
+            return self.sde_dt()
+        return DEFAULT_PRE_STEP
 
     def read(self, state):
         """The ADC's view of a state: voltages quantized over ``+-adc_range``."""

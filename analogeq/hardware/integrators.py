@@ -35,6 +35,12 @@ linear ``J`` -- the long-time average sees only low frequencies, where the step 
 instantaneous variance of a *coupled* mode is off by ``mu tanh(h/2)`` relative (``0.12 mu``),
 that of an isolated node (``kT/C``) is exact.
 
+Before a readout window (:data:`DEFAULT_PRE_STEP`) the step only carries the state to the
+window: the fixed points and ``kT/C`` stay exact and the settling-rate error (``h |mu| / 2``)
+slows the slowest modes, the conservative side. So a settle read as a window average takes
+``0.5 tau`` steps up to the window and ``0.25 tau`` steps in it: the readout's variance factor
+``1 + h^2 / 12`` is that of the window's step.
+
 The noise is drawn in bulk, a chunk of steps at a time, and the whole settle is one
 ``jax.lax.scan``; ``e^{Ah}``, ``Phi`` and the Cholesky factors of ``Q`` are computed once per
 settle.
@@ -56,6 +62,14 @@ DEFAULT_STEP = 0.25
 """Default exact-decay step in units of ``tau`` (module docstring): settling-rate error
 ``h |mu| / 2 <= 12.5 %`` for a contracting drive (``|mu| < 1``), time-averaged readout variance
 within ``h^2 / 12 = 0.5 %``, stable up to a drive Jacobian of ``coth(h/2) = 8``."""
+
+DEFAULT_PRE_STEP = 0.5
+"""Default exact-decay step [units of ``tau``] *before* a readout window (module docstring):
+there the step only has to settle the state, not to read it -- fixed points are exact at any
+step, the settling rate is off by at most ``h |mu| / 2 = 25 %`` (a slow mode, ``mu -> 1``,
+settles more slowly than on the chip: the error is on the side of an unsettled readout), the
+stability margin is ``coth(h/2) = 4`` and an isolated node's ``kT/C`` is exact; the readout's
+variance is set by the steps in the window (:data:`DEFAULT_STEP`)."""
 
 MAX_CHUNK = 16
 """Steps whose noise is drawn in one call (bulk draws amortize the PRNG's per-call cost; the
@@ -149,9 +163,11 @@ class ExactDecay(eqx.Module):
     Attributes:
         decay: the decay matrix ``A`` (``m x m``, units of ``1/tau``) as nested tuples; its
             eigenvalues must have negative real parts.
-        step: target step ``h`` (units of ``tau``, ``> 0``); the part of the settle before the
-            window and the window are each cut into equal steps of at most ``h``
-            (:meth:`parts`).
+        step: target step ``h`` (units of ``tau``, ``> 0``); the window is cut into equal steps
+            of at most ``h`` (:meth:`parts`).
+        pre_step: target step before the window (units of ``tau``, ``> 0``; cut the same
+            way); ``None`` = :attr:`step`. A longer step there is as accurate for the readout
+            (:data:`DEFAULT_PRE_STEP`).
         settle: settle window (units of ``tau``, ``> 0``).
         window: the readout is the time average of the state over the last ``window`` of the
             settle (trapezoid rule on the steps; units of ``tau``, ``0 <= window <= settle``);
@@ -162,6 +178,7 @@ class ExactDecay(eqx.Module):
     step: float = eqx.field(static=True)
     settle: float = eqx.field(static=True)
     window: float = eqx.field(static=True, default=0.0)
+    pre_step: float | None = eqx.field(static=True, default=None)
 
     def __check_init__(self):
         m = len(self.decay)
@@ -172,6 +189,9 @@ class ExactDecay(eqx.Module):
                              f"a decay); got {self.decay!r}")
         if not (math.isfinite(self.step) and self.step > 0):
             raise ValueError(f"ExactDecay.step must be a finite number > 0 (units of tau); got {self.step!r}")
+        if self.pre_step is not None and not (math.isfinite(self.pre_step) and self.pre_step > 0):
+            raise ValueError(f"ExactDecay.pre_step must be None or a finite number > 0 (units of tau); "
+                             f"got {self.pre_step!r}")
         if not (math.isfinite(self.settle) and self.settle > 0):
             raise ValueError(f"ExactDecay.settle must be a finite number > 0 (units of tau); "
                              f"got {self.settle!r}")
@@ -185,11 +205,12 @@ class ExactDecay(eqx.Module):
         return len(self.decay)
 
     def parts(self) -> tuple[int, int, int]:
-        """``(n, n_w, c)``: steps before the window, steps in it (each part in equal steps of at
-        most :attr:`step`) and the chunk of steps whose noise is drawn at once (it divides both
+        """``(n, n_w, c)``: steps before the window (equal steps of at most :attr:`pre_step`),
+        steps in it (of at most :attr:`step`) and the chunk of steps whose noise is drawn at once (it divides both
         counts, so that a chunk lies wholly before or in the window)."""
         pre = self.settle - self.window
-        n0 = math.ceil(pre / self.step - 1e-9) if pre > 0 else 0
+        pre_step = self.step if self.pre_step is None else self.pre_step
+        n0 = math.ceil(pre / pre_step - 1e-9) if pre > 0 else 0
         w0 = math.ceil(self.window / self.step - 1e-9) if self.window > 0 else 0
         up = lambda n, c: c * math.ceil(n / c)
         cands = range(max(1, MAX_CHUNK // 2), MAX_CHUNK + 1)
