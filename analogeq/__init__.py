@@ -74,6 +74,7 @@ _LAZY = {
     "Dataset": "analogeq.data",
     "load_device": "analogeq.devices.presets",
     "available_devices": "analogeq.devices.presets",
+    "fit_traces": "analogeq.devices.fit",
     # reports
     "compare": "analogeq.compare",
     "evaluate_chips": "analogeq.montecarlo",

@@ -19,6 +19,8 @@ Contents
 - :mod:`analogeq.devices.schemes`: ``deterministic_pulses``, ``stochastic_pulses`` (pulse
   coincidence), ``PulsedSGD``, ``MixedPrecision`` and ``TikiTaka`` (v1 and v2), with cumulative
   per-device pulse counters.
+- :mod:`analogeq.devices.fit`: ``fit_traces(csv)`` fits a model to measured up/down pulse traces
+  (``analogeq devices fit``; CSV format in :mod:`analogeq.devices.traces`).
 
 Everything is a pure function of explicit PRNG keys and immutable ``equinox`` modules, so it
 composes with ``jit``/``vmap``/``scan`` and works in float32 or float64.
@@ -35,6 +37,7 @@ from analogeq.devices.pulsed import (
     PowerStep,
     SoftBounds,
 )
+from analogeq.devices.fit import DeviceFit, fit_traces
 from analogeq.devices.neurosim import NeuroSimDevice, a_to_nonlinearity, nonlinearity_to_a
 from analogeq.devices.schemes import (
     MixedPrecision,
@@ -52,6 +55,7 @@ __all__ = [
     "AbstractDevice",
     "AbstractPulsedDevice",
     "ConstantStep",
+    "DeviceFit",
     "DeviceState",
     "ExponentialStep",
     "LinearStep",
@@ -67,6 +71,7 @@ __all__ = [
     "TikiTakaState",
     "a_to_nonlinearity",
     "deterministic_pulses",
+    "fit_traces",
     "nonlinearity_to_a",
     "outer_update",
     "stochastic_pulses",

@@ -1,9 +1,12 @@
-"""``analogeq devices list|show`` and ``analogeq drift``: read device presets and evaluate a
-trained network programmed into PCM at times after programming."""
+"""``analogeq devices list|show|fit`` and ``analogeq drift``: read device presets, fit one to
+measured pulse traces, and evaluate a trained network programmed into PCM at times after
+programming."""
 
 from __future__ import annotations
 
+import argparse
 import csv
+import re
 from pathlib import Path
 
 from analogeq import cli_types as T
@@ -55,6 +58,34 @@ def cmd_show(args) -> int:
           f"w = {w[-1].mean():.3f} +- {w[-1].std():.3f}")
     print(f"wrote {png} and {out / (preset.name + '.json')}")
     return 0
+
+
+def cmd_fit(args) -> int:
+    from analogeq.devices.fit import fit_traces
+    from analogeq.tables import format_table
+
+    fit = fit_traces(args.traces, model=args.model, nodes=args.nodes)
+    name = args.name or Path(args.traces).stem
+    paths = fit.write(args.out, name)
+    rows = [{"model": m + (" *" if m == fit.model else ""), "k": c["k"], "rms": c["rms"], "max": c["max_abs"],
+             "bic": c["bic"]} for m, c in fit.candidates.items()]
+    p = fit.provenance
+    print(f"{p['source']}: {p['rows']} readings, {p['devices']} device(s), {p['cycles']} cycle(s), "
+          f"values: {p['value_column']}")
+    print(format_table(rows, [("model", "model (* = chosen by BIC)", ""), ("k", "params", "d"),
+                              ("rms", "one-step rms", ".3g"), ("max", "max |error|", ".3g"), ("bic", "BIC", ".1f")]))
+    print(format_table([{"parameter": k, "value": str(v)} for k, v in fit.params.items()],
+                       _columns("parameter", "value")))
+    print(f"wrote {paths['toml']}, {paths['json']} and {paths['png']}")
+    return 0
+
+
+def _preset_name(text: str) -> str:
+    """A preset name: letters, digits, '.', '_', '-' (it names the output files)."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", text):
+        raise argparse.ArgumentTypeError(f"{text!r}: a name of 1..100 letters, digits, '.', '_' or '-' "
+                                         "starting with a letter or digit")
+    return text
 
 
 def cmd_drift(args) -> int:
@@ -111,8 +142,11 @@ def cmd_drift(args) -> int:
 
 
 def register(sub) -> None:
-    """Add ``devices`` (``list``, ``show``) and ``drift`` to the ``analogeq`` parser."""
-    p = sub.add_parser("devices", help="pulsed device presets: list them, show one's pulse response",
+    """Add ``devices`` (``list``, ``show``, ``fit``) and ``drift`` to the ``analogeq`` parser."""
+    from analogeq.devices.fit import MODELS as FIT_MODELS
+
+    p = sub.add_parser("devices", help="pulsed device presets: list them, show one's pulse response, "
+                       "fit one to measured traces",
                        description="Device presets live in device_models/devices/ (one TOML file "
                        "each, every number with its source). Use a name with 'train --device'.")
     dsub = p.add_subparsers(dest="devices_command", required=True)
@@ -128,6 +162,22 @@ def register(sub) -> None:
     q.add_argument("--out", type=T.out_dir, default="runs/devices",
                    help="folder for NAME.png and NAME.json (default runs/devices)")
     q.set_defaults(func=cmd_show)
+    q = dsub.add_parser("fit", help="fit a device model to measured up/down pulse traces (CSV) and write "
+                        "a preset TOML, the fit as JSON and a plot of data vs fit",
+                        description="Reads TRACES (CSV: pulse, direction, conductance [S] or weight, "
+                        "optional device and cycle; see docs/device-fitting.md), fits each device by "
+                        "least squares on one-step predictions, and writes OUT/NAME.toml (loadable with "
+                        "--device), OUT/NAME.json and OUT/NAME.png.")
+    q.add_argument("traces", type=T.in_file, help="the trace CSV file")
+    q.add_argument("--model", choices=FIT_MODELS, default="auto",
+                   help="device model; auto (default) fits every one and keeps the smallest BIC")
+    q.add_argument("--nodes", type=T.integer(2, 32), default=5,
+                   help="PiecewiseStep's node count, 2..32 (default 5)")
+    q.add_argument("--name", type=_preset_name, default=None,
+                   help="preset name and file stem (default: the CSV's stem)")
+    q.add_argument("--out", type=T.out_dir, default="runs/devices",
+                   help="folder for NAME.toml, NAME.json and NAME.png (default runs/devices)")
+    q.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("drift", help="accuracy of a trained network programmed into PCM, at times "
                        "after programming (drift, programming and 1/f read noise, compensation)",
