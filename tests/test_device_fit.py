@@ -126,7 +126,7 @@ def fitted(tmp_path_factory):
 def test_noise_free_traces_give_back_every_devices_parameters(name, fitted):
     """Measured: every per-device parameter within 3e-14 relative, one-step rms below 4e-17,
     the model's own traces within 4e-15 of the data. Tested: 1e-9, 1e-12 and 1e-9."""
-    device, st, w, fit = fitted(name, False)
+    device, st, _, fit = fitted(name, False)
     got, want = fitted_theta(fit, name), true_theta(name, device, st)
     rel = np.abs(got / want - 1)
     assert rel.max() < 1e-9, (FAMILIES[name].names(5), rel.max(axis=0))
@@ -179,7 +179,7 @@ def test_noisy_traces_give_back_the_parameters_within_the_stated_tolerance(name,
     and the preset's within 10 %.
     (ExponentialStep's ``A`` and ``gamma`` are nearly collinear over a device's range, so its
     profile is what the data fix, not the two numbers one by one.)"""
-    device, st, w, fit = fitted(name, True)
+    device, st, _, fit = fitted(name, True)
     got, want = fitted_theta(fit, name), true_theta(name, device, st)
     rel = np.abs(got / want - 1)
     tol_b, tol_d, tol_shape, tol_profile = NOISY_TOL[name]
@@ -207,7 +207,7 @@ def test_the_information_criterion_picks_the_generating_model(noisy, fitted):
 def test_device_to_device_spread_is_the_spread_of_the_sampled_devices(fitted):
     """The preset's means and spreads, computed independently from the true sampled states with
     the sampling rule inverted (``analogeq.devices.pulsed.AbstractPulsedDevice.sample``)."""
-    device, st, w, fit = fitted("SoftBounds", False)
+    _, st, _, fit = fitted("SoftBounds", False)
     b_min, b_max, du, dd = (np.asarray(x) for x in (st.b_min, st.b_max, st.d_up, st.d_down))
     dw_min = max(du.mean(), dd.mean())
     want = {"w_max": b_max.mean(), "w_min": b_min.mean(), "w_max_dtod": b_max.std(ddof=1) / b_max.mean(),
@@ -262,7 +262,7 @@ G_MID, G_SCALE = 5e-6, 4e-6  # S: the example's G = G_MID + G_SCALE w
 
 def example_text() -> str:
     """The example file's text, as its header describes it."""
-    st, w = generate(pulsed.PowerStep(**EXAMPLE_DEVICE), n_dev=3, n_pulse=150, n_cycles=2, seed=0)
+    _, w = generate(pulsed.PowerStep(**EXAMPLE_DEVICE), n_dev=3, n_pulse=150, n_cycles=2, seed=0)
     head = [
         "# Example pulse traces for 'analogeq devices fit' (docs/device-fitting.md).",
         "# SYNTHETIC, not a measurement: 3 devices of analogeq's PowerStep model with dw_min 0.05,",
@@ -389,7 +389,7 @@ def test_good_minimal_file_and_missing_or_binary_files(tmp_path):
     path = tmp_path / "ok.csv"
     path.write_text(GOOD_HEAD + _rows())
     tr = read_traces(path)
-    wb, s, wa = tr.pairs("a")
+    wb, s, _ = tr.pairs("a")
     assert len(wb) == 24 and (s == 1).sum() == 12 and tr.unit == "weight" and tr.g_mid is None
     with pytest.raises(ConfigError, match="no such file"):
         read_traces(tmp_path / "missing.csv")

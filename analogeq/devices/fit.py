@@ -45,7 +45,7 @@ from analogeq.devices.fit_models import _EXP, FAMILIES, free_run, one_step, step
 from analogeq.devices.traces import Traces, read_traces
 from analogeq.spec import ConfigError
 
-__all__ = ["DeviceFit", "fit_traces", "MODELS"]
+__all__ = ["MODELS", "DeviceFit", "fit_traces"]
 
 MODELS = ("auto", *FAMILIES)
 """Values of ``model``: ``"auto"`` (best by BIC) or one family's class name."""
@@ -286,7 +286,7 @@ def fit_traces(path: str | Path, model: str = "auto", nodes: int = 5) -> DeviceF
     thetas = np.stack([chosen[label]["theta"] for label in labels])
     provenance = {
         "source": str(traces.path), "sha256": traces.sha256,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "value_column": traces.unit, "rows": traces.n_rows, "devices": len(labels),
         "cycles": sum(len(c) for c in traces.devices.values()),
         "conductance_map": None if traces.g_mid is None else {"g_mid_S": traces.g_mid, "g_half_S": traces.g_half,

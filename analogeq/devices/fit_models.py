@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import functools
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -202,7 +202,7 @@ def x64():
     return enable_x64()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def one_step(name: str, nodes: int):
     """Compiled ``(residual, jacobian)`` of the one-step prediction of family ``name``:
     ``mask * (pulse(w_before, up) - w_after)`` and its derivative in ``theta``."""
@@ -216,7 +216,7 @@ def one_step(name: str, nodes: int):
     return jax.jit(residual), jax.jit(lambda *a: jnp.nan_to_num(jac(*a)))  # 0^gamma log 0: a subgradient 0
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def free_run(name: str, nodes: int):
     """Compiled ``(theta, w0, signs) -> w`` (weights after each pulse, the model's own
     noise-free :meth:`~analogeq.devices.pulsed.AbstractPulsedDevice.trace`)."""
@@ -229,7 +229,7 @@ def free_run(name: str, nodes: int):
     return jax.jit(run)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def steps(name: str, nodes: int):
     """Compiled ``(theta, w, up) -> signed nominal step`` (before clipping)."""
     fam = FAMILIES[name]

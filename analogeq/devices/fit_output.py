@@ -15,7 +15,7 @@ from analogeq.devices.presets import DevicePreset
 from analogeq.jsonio import write_json, write_text_atomic
 from analogeq.spec import toml_value
 
-__all__ = ["fit_record", "preset_text", "plot_fit", "write_fit"]
+__all__ = ["fit_record", "plot_fit", "preset_text", "write_fit"]
 
 _WHAT = {  # how each preset number follows from the per-device fits
     "dw_min": "max(mean D+, mean D-) over devices", "dw_min_dtod": "std((D+ + D-)/2) / dw_min over devices",
@@ -48,9 +48,9 @@ def preset_text(fit, name: str) -> str:
     cmap = p["conductance_map"]
     header = [
         f"Device preset fitted by 'analogeq devices fit' on {p['date']}.",
-        f"source: {p['source']} (sha256 {p['sha256']}), {p['rows']} readings, {p['devices']} device(s), "
-        f"{p['cycles']} cycle(s), value column {p['value_column']!r}",
-        ("weights: w = (G - g_mid) / g_half with g_mid = %r S, g_half = %r S" % (cmap["g_mid_S"], cmap["g_half_S"])
+        (f"source: {p['source']} (sha256 {p['sha256']}), {p['rows']} readings, {p['devices']} device(s), "
+        f"{p['cycles']} cycle(s), value column {p['value_column']!r}"),
+        (f"weights: w = (G - g_mid) / g_half with g_mid = {cmap['g_mid_S']!r} S, g_half = {cmap['g_half_S']!r} S"
          if cmap else "weights as given (weight units)"),
         f"model: {fit.model} (requested {p['model_requested']!r}); criterion: {p['criterion']}",
         "BIC per family: " + ", ".join(f"{m} {v['bic']:.1f}" for m, v in fit.candidates.items()),
@@ -77,7 +77,7 @@ def plot_fit(fit, path: str | Path, max_devices: int = 6) -> Path:
     """Two panels: the measured traces (dots) against the noise-free model started at each
     cycle's first reading (lines), and the measured step per pulse against ``w`` with the
     model's step curves. Saves a PNG at ``path``."""
-    from analogeq.plots import save_figure  # sets the Agg backend before pyplot loads
+    from analogeq.plots import save_figure  # noqa: I001 -- sets the Agg backend before pyplot loads
 
     import matplotlib.pyplot as plt
 

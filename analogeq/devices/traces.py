@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,7 @@ import numpy as np
 from analogeq.package_data import data_dir
 from analogeq.spec import ConfigError
 
-__all__ = ["Cycle", "EXAMPLE", "MIN_PULSES", "Traces", "read_traces"]
+__all__ = ["EXAMPLE", "MIN_PULSES", "Cycle", "Traces", "read_traces"]
 
 COLUMNS = ("device", "cycle", "pulse", "direction", "conductance", "weight")
 """The columns a trace CSV may have."""
@@ -211,7 +212,7 @@ def read_traces(path: str | Path) -> Traces:
     devices: dict[str, list[Cycle]] = {label: [] for label in labels}
     for (label, cycle), g in sorted(groups.items(), key=lambda kv: (labels.index(kv[0][0]), kv[0][1])):
         g.sort()
-        for (p0, l0, *_), (p1, l1, *_) in zip(g, g[1:]):
+        for (p0, l0, *_), (p1, l1, *_) in itertools.pairwise(g):
             if p1 != p0 + 1:
                 what = "repeats" if p1 == p0 else f"follows pulse {p0} (line {l0}); pulse numbers must be consecutive"
                 raise _fail(path, l1, "pulse", str(p1), f"in device {label!r} cycle {cycle} this pulse number {what}")
