@@ -103,7 +103,7 @@ def test_trnoise_source_amplitude():
     na, nt = map(float, re.search(r"trnoise\((\S+) (\S+) 0 0\)", line).groups())
     # one-sided density of samples NA^2 spaced NT: 2 NA^2 NT = 4 k T G
     assert 2 * na**2 * nt == pytest.approx(4 * K_B * 300.0 * 1e-4, rel=1e-12)
-    # interpolation factor: sinc^4 filter, first order 1 - h / (2 ln... ) -> numeric reference
+    # the linear interpolation's sinc^4 filter behind an RC node, by the trapezoid rule on a fine grid
     h = 0.02
     f = np.linspace(0, 2000, 2_000_001)
     ref = 4 * np.trapezoid(np.sinc(f * h) ** 4 / (1 + (2 * np.pi * f) ** 2), f)
@@ -183,3 +183,10 @@ def test_cli_report(emulator_run, tmp_path):
     assert "100.00 %" in index and "fits/fit.toml" in index and "`device.model`" in index
     for link in re.findall(r"\]\(([^)]+)\)", index):
         assert (out / link).exists(), link
+    # validate on its own: exit 0 within the bounds, 1 past an impossible one
+    val = tmp_path / "val"
+    assert main(["spice", "validate", str(emulator_run), "--samples", "4", "--tran-samples", "0",
+                 "--out", str(val)]) == 0
+    assert json.loads((val / "run_validation.json").read_text())["agreement"] == 1.0
+    assert main(["spice", "validate", str(emulator_run), "--samples", "4", "--tran-samples", "0",
+                 "--out", str(val), "--max-op-uv", "1e-12"]) == 1
