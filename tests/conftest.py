@@ -8,14 +8,47 @@ import jax.numpy as jnp
 import pytest
 
 # Commands the tests run (in process or as subprocesses) share one compilation cache in the
-# checkout, not the user's home.
+# checkout, not the user's home (set ANALOGEQ_COMPILE_CACHE to another directory for a cold run,
+# or to "off").
 os.environ.setdefault("ANALOGEQ_COMPILE_CACHE", str(Path(__file__).resolve().parents[1] / ".cache" / "jax"))
 
 jax.config.update("jax_enable_x64", True)
 
 import analogeq as aq  # noqa: E402
+from analogeq import compile_cache  # noqa: E402
+
+# The test processes use it too, for every program however small: the suite runs one process
+# per file, and the files compile many of the same programs (the eager operations of realizing
+# the conftest models on the chip presets, hundreds per file at 50-100 ms each; the small
+# training configs), so a program compiled by one file is read back by the others, and a second
+# run of the suite compiles little.
+compile_cache.enable(min_compile_seconds=0.0)
 
 F64 = jnp.float64
+
+# ANALOGEQ_TEST_PROFILE=path: append, per test, its process CPU seconds (all threads, not
+# subprocesses), the number of programs handed to XLA's backend and their compile seconds
+# (JAX's /jax/core/compile/backend_compile_duration event), to find where the suite's time goes.
+_PROFILE = os.environ.get("ANALOGEQ_TEST_PROFILE")
+if _PROFILE:
+    import time
+
+    _compile = [0, 0.0]
+
+    def _on_compile(event: str, duration: float, **kwargs) -> None:
+        if event == "/jax/core/compile/backend_compile_duration":
+            _compile[0] += 1
+            _compile[1] += duration
+
+    jax.monitoring.register_event_duration_secs_listener(_on_compile)
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(item, nextitem):
+        cpu, wall, (n, sec) = time.process_time(), time.perf_counter(), list(_compile)
+        yield
+        with open(_PROFILE, "a") as f:
+            f.write(f"{time.process_time() - cpu:8.1f} cpu {time.perf_counter() - wall:8.1f} wall "
+                    f"{_compile[0] - n:4d} compiles {_compile[1] - sec:7.1f} s  {item.nodeid}\n")
 
 
 @pytest.fixture(scope="session")

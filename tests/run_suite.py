@@ -3,9 +3,10 @@
 Each file runs in a process of its own: in one process over the whole suite, XLA's CPU compiler
 crashed (segfault / abort inside backend_compile) near the end, in tests that pass on their own.
 Files run ``--jobs`` at a time (default: the number of CPU cores), the slowest first, since most
-of a file's time is single-threaded XLA compilation. Each file's output is printed whole when it
-finishes; the last line sums the counts over all files. Exit status 5 of a file (every test
-deselected) counts as a pass.
+of a file's time is single-threaded XLA compilation. A file in ``SPLIT`` (its tests share nothing
+and together would be the suite's critical path) runs one process per test function. Each
+process's output is printed whole when it finishes; the last line sums the counts over all of
+them. Exit status 5 (every test deselected) counts as a pass.
 
     python tests/run_suite.py [--jobs N] [PYTEST ARGS...]    # e.g. -m "not slow"
 """
@@ -25,10 +26,30 @@ TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 TIMES = ROOT / ".cache" / "test_times.txt"
 COUNTS = re.compile(r"(\d+) (passed|failed|errors?|skipped|deselected|xfailed|xpassed)")
+# Each notebook runs in a kernel of its own anyway: one process per notebook.
+SPLIT = {"test_notebooks.py"}
+TEST_DEF = re.compile(r"^def (test_\w+)\(", re.MULTILINE)
 
 
-def _order(files: list[Path]) -> list[Path]:
-    """Slowest first, by the times of the previous run (unknown files first)."""
+def _units(files: list[Path]) -> list[str]:
+    """Pytest arguments, one per process: a file, or ``file::test`` for each test of a SPLIT file."""
+    units = []
+    for f in files:
+        rel = str(f.relative_to(ROOT))
+        if f.name in SPLIT:
+            units += [f"{rel}::{name}" for name in TEST_DEF.findall(f.read_text())]
+        else:
+            units.append(rel)
+    return units
+
+
+def _name(unit: str) -> str:
+    """The key of a unit in the times file: the file name, with ``::test`` for a split file."""
+    return unit.split("/")[-1]
+
+
+def _order(units: list[str]) -> list[str]:
+    """Slowest first, by the times of the previous run (unknown units first)."""
     known = {}
     if TIMES.exists():
         for line in TIMES.read_text().splitlines():
@@ -37,32 +58,33 @@ def _order(files: list[Path]) -> list[Path]:
                 known[name] = float(sec)
             except ValueError:
                 continue
-    return sorted(files, key=lambda f: -known.get(f.name, float("inf")))
+    return sorted(units, key=lambda u: -known.get(_name(u), float("inf")))
 
 
-def _run(path: Path, args: list[str]) -> tuple[Path, int, str, float]:
+def _run(unit: str, args: list[str]) -> tuple[str, int, str, float]:
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", *args, str(path)], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", *args, unit], cwd=ROOT,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    return path, out.returncode, out.stdout, time.perf_counter() - t0
+    return unit, out.returncode, out.stdout, time.perf_counter() - t0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     opts, pytest_args = parser.parse_known_args()
-    files = _order(sorted(TESTS.glob("test_*.py")))
+    files = sorted(TESTS.glob("test_*.py"))
+    units = _order(_units(files))
     totals: dict[str, int] = {}
     failed, times = [], {}
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max(1, opts.jobs)) as pool:
-        futures = [pool.submit(_run, f, pytest_args) for f in files]
+        futures = [pool.submit(_run, u, pytest_args) for u in units]
         for fut in as_completed(futures):
-            path, rc, text, sec = fut.result()
-            times[path.name] = sec
-            print(f"== {path.relative_to(ROOT)} ({sec:.0f} s)\n{text.rstrip()}", flush=True)
+            unit, rc, text, sec = fut.result()
+            times[_name(unit)] = sec
+            print(f"== {unit} ({sec:.0f} s)\n{text.rstrip()}", flush=True)
             if rc not in (0, 5):
-                failed.append(f"{path.name} (exit {rc})")
+                failed.append(f"{_name(unit)} (exit {rc})")
             last = text.strip().splitlines()[-1] if text.strip() else ""
             for n, kind in COUNTS.findall(last):
                 kind = "errors" if kind.startswith("error") else kind
@@ -71,7 +93,8 @@ def main() -> int:
     TIMES.write_text("".join(f"{k} {v:.1f}\n" for k, v in sorted(times.items())))
     if failed:
         print("FAILED files: " + ", ".join(failed))
-    print(f"{len(files)} files in {time.perf_counter() - t0:.0f} s with {opts.jobs} jobs; "
+    print(f"{len(files)} files ({len(units)} processes) in {time.perf_counter() - t0:.0f} s with {opts.jobs} jobs, "
+          f"{sum(times.values()):.0f} s summed over processes; "
           f"{totals.get('deselected', 0)} deselected, {totals.get('errors', 0)} errors")
     # The closing line in the plain form CI reads: 'N passed, N failed[, N skipped]'.
     skipped = f", {totals['skipped']} skipped" if totals.get("skipped") else ""

@@ -41,6 +41,8 @@ def test_ideal_chip_equals_the_model(leaky, batch, ideal_cfg, tight):
     assert aq.compare_gradients(chip.weight_gradient(gc.grads), gd.grads)["overall"]["cosine"] >= 0.9999
 
 
+@pytest.mark.slow  # the adaptive Tsit5 path; the default exact-decay path has the same two checks
+# (cosine >= 0.999999, plain EP biased) in test_integrator::test_ep_on_exact_decay_matches_the_implicit_adjoint
 def test_physical_asymep_is_exact_for_the_nonideal_chip(leaky, batch, nonideal_cfg):
     chip = realize(leaky, nonideal_cfg, jax.random.PRNGKey(7))
     assert chip.has_pole and float(jnp.std(chip.gain)) > 0
@@ -140,7 +142,10 @@ def test_chip_relaxation_errors(leaky, batch):
         aq.free_phase(chip, aq.EulerRelaxation(), batch[0], key=jax.random.PRNGKey(0))
 
 
-def test_ideal_chip_trains_like_the_emulator():
+# The default exact-decay integrator over a fixed 120 tau window, and the adaptive Tsit5
+# steady-state solve (its chip training step compiles several times longer).
+@pytest.mark.parametrize("settle_time", [1.2e-6, pytest.param(None, marks=pytest.mark.slow)])
+def test_ideal_chip_trains_like_the_emulator(settle_time):
     from analogeq.config import TrainConfig
     from analogeq.assembly import build_analog, train
 
@@ -148,7 +153,7 @@ def test_ideal_chip_trains_like_the_emulator():
     # near-zero gradients.
     cfg = TrainConfig(hidden=(16,), steps=5, eval_every=5, dtype="float64", T1=400, T2=400, tol=1e-10,
                       stop_at_tol=True, optimizer="sgd", lr=0.3)
-    hw = ChipConfig.ideal().replace(**{"dynamics.steady_tol": 1e-10})
+    hw = ChipConfig.ideal().replace(**{"dynamics.steady_tol": 1e-10, "dynamics.settle_time": settle_time})
     digital = train(cfg, None, progress=False)
     chip = train(cfg, None, progress=False, parts=build_analog(cfg, hw))
     for a, b in zip(jax.tree_util.tree_leaves(chip.model.as_model()), jax.tree_util.tree_leaves(digital.model)):

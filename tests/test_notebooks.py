@@ -26,6 +26,12 @@ def run_notebook(name: str, probe: str, tmp_path: Path, monkeypatch) -> dict:
     """Execute ``notebooks/<name>`` and return ``eval(probe)`` in its namespace (JSON-decoded)."""
     assert KernelSpecManager().get_kernel_spec("python3"), "no 'python3' kernel (pip install ipykernel)"
     nb = jupytext.read(NOTEBOOKS / name)
+    # The suite's persistent compilation cache (ANALOGEQ_COMPILE_CACHE, set by conftest), turned on
+    # after the notebook's imports (which set its dtype): a second run of a notebook reads its
+    # programs back instead of compiling them again.
+    first = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code")
+    nb.cells.insert(first + 1, nbformat.v4.new_code_cell(
+        "from analogeq import compile_cache\ncompile_cache.enable(min_compile_seconds=0.0)"))
     nb.cells.append(nbformat.v4.new_code_cell(f"import json as _json\nprint(_json.dumps({probe}, default=float))"))
     monkeypatch.setenv("ANALOGEQ_FAST", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
