@@ -79,6 +79,8 @@ _LAZY = {
     "compare": "analogeq.compare",
     "evaluate_chips": "analogeq.montecarlo",
     "map_chips": "analogeq.montecarlo",
+    "train_chips": "analogeq.fleet",
+    "ChipsResult": "analogeq.fleet",
     "diagnose_run": "analogeq.run_diagnostics",
     "analog_verdict": "analogeq.run_diagnostics",
     "energy_report": "analogeq.energy_report",

@@ -24,6 +24,8 @@ def cmd_train(args) -> int:
     from analogeq.plots import plot_learning_curves
     from analogeq.tables import TRAIN_COLUMNS, format_table
 
+    if args.chips > 1:
+        return _train_chips(args)
     cfg = config_from_args(args)
     if args.dry_run:
         return dry_run(cfg)
@@ -43,6 +45,42 @@ def cmd_train(args) -> int:
               f"wrote {out}/metrics.jsonl, summary.json, learning_curves.png", file=sys.stderr)
         return 3
     print(f"wrote {out}/metrics.jsonl, summary.json, learning_curves.png, checkpoint.eqx")
+    return 0
+
+
+def _train_chips(args) -> int:
+    """``analogeq train --chips K``: K chip instances trained by one step (:mod:`analogeq.fleet`)."""
+    from analogeq.montecarlo import use_host_devices
+
+    use_host_devices(args.host_devices)  # before JAX's first computation
+    cfg = config_from_args(args)
+    if not cfg.hardware:
+        raise ValueError(f"--chips {args.chips} trains {args.chips} chip instances; it needs a chip "
+                         "(--hardware PRESET|FILE); the digital emulator has none")
+    if args.dry_run:
+        return dry_run(cfg)
+    from analogeq.fleet import train_chips
+    from analogeq.training import TrainingInterrupted
+
+    out = Path(args.out)
+    try:
+        result = train_chips(cfg, out, n_chips=args.chips, resume=args.resume,
+                             progress=not args.no_progress, log=print)
+    except TrainingInterrupted as e:
+        print(f"analogeq train: {e}", file=sys.stderr)
+        return 130
+    s = result.summary
+    print(f"{s['label']}: {s['n_chips']} chips (seeds {s['chip_seeds'][0]}..{s['chip_seeds'][-1]}), "
+          f"mode {s['mode']}, {s['seconds']:.1f} s")
+    for name in ("final_test_acc", "best_test_acc", "final_loss", "grad_cosine_final"):
+        d = s["spread"][name]
+        print(f"  {name:20} mean {d['mean']:.4f}  std {d['std']:.4f}  min {d['min']:.4f}  max {d['max']:.4f}")
+    files = "metrics.jsonl, summary.json, chips.csv, curves.csv, learning_curves.png"
+    if s["status"] == "diverged":
+        print(f"analogeq train: chips {s['diverged_chips']} diverged (their histories end with the "
+              f"'diverged' record); wrote {out}/{files}", file=sys.stderr)
+        return 3
+    print(f"wrote {out}/{files}, checkpoint.eqx")
     return 0
 
 
@@ -87,6 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=T.out_dir, default="runs/train", help="output directory (default: runs/train)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--chips", type=T.integer(1, 4096), default=1,
+                   help="train K chip instances at once (chip seeds --chip-seed .. +K-1), one "
+                   "vmapped step for all; needs --hardware; writes per-chip histories and their "
+                   "spread (default 1: one run)")
+    p.add_argument("--host-devices", type=T.integer(1, 256), default=None,
+                   help="with --chips: split the CPU into N XLA host devices and shard the chips "
+                   "over them (default: env ANALOGEQ_HOST_DEVICES, else 1)")
     add_config_options(p)
     p.set_defaults(func=cmd_train)
 

@@ -25,6 +25,7 @@ keep both cores busy where XLA's one-device thread pool keeps about 1.7 busy.
 
 from __future__ import annotations
 
+import operator
 import os
 from collections.abc import Callable
 
@@ -32,7 +33,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, PartitionSpec
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from analogeq.costs import AbstractCost
 from analogeq.ep import free_phase
@@ -165,33 +166,72 @@ def resolve_mode(mode: str = "auto") -> str:
 
 
 @eqx.filter_jit
-def _one(fn, key, args):
-    return fn(key, *args)
+def _one(fn, item, args):
+    return fn(item, *args)
 
 
-def _batched(fn, keys, args, batch_size):
-    """``fn`` over ``keys``: one vmap, or ``batch_size`` chips vmapped at a time in a scan."""
+def _batched(fn, items, args, batch_size):
+    """``fn`` over ``items``: one vmap, or ``batch_size`` chips vmapped at a time in a scan."""
     f = lambda k: fn(k, *args)
-    return jax.vmap(f)(keys) if batch_size is None else jax.lax.map(f, keys, batch_size=batch_size)
+    return jax.vmap(f)(items) if batch_size is None else jax.lax.map(f, items, batch_size=batch_size)
 
 
 @eqx.filter_jit
-def _vmapped(fn, keys, args, batch_size):
-    return _batched(fn, keys, args, batch_size)
+def _vmapped(fn, items, args, batch_size):
+    return _batched(fn, items, args, batch_size)
 
 
 @eqx.filter_jit
-def _sharded(fn, keys, args, n_devices: int, batch_size):
+def _sharded(fn, items, args, n_devices: int, batch_size):
     mesh = Mesh(np.asarray(jax.local_devices()[:n_devices]), (_AXIS,))
     dynamic, static = eqx.partition((fn, args), eqx.is_array)
 
-    def local(ks, dyn):  # this device's share of the keys, vmapped as in "vmap"
+    def local(ks, dyn):  # this device's share of the chips, vmapped as in "vmap"
         f, a = eqx.combine(dyn, static)
         return _batched(f, ks, a, batch_size)
 
     # Replicated operands and per-chip outputs only: no cross-device value to check.
     return jax.shard_map(local, mesh=mesh, in_specs=(PartitionSpec(_AXIS), PartitionSpec()),
-                         out_specs=PartitionSpec(_AXIS), check_vma=False)(keys, dynamic)
+                         out_specs=PartitionSpec(_AXIS), check_vma=False)(items, dynamic)
+
+
+def map_over(fn: Callable, items, *args, mode: str = "auto", batch_size: int | None = None,
+             to_host: bool = True):
+    """``fn(item, *args)`` for every chip's ``item``, stacked along a leading axis: the one
+    mapping behind :func:`map_chips` (Monte Carlo evaluation) and
+    :func:`analogeq.fleet.train_chips` (K chips trained by one step).
+
+    Args:
+        fn: a pure per-chip function (see :func:`map_chips`).
+        items: a pytree whose array leaves hold one entry per chip along axis 0 (chip keys,
+            or a stacked model and optimizer state).
+        args: the same for every chip, replicated on every device.
+        mode, batch_size: see :func:`map_chips`.
+        to_host: return NumPy arrays (``True``) or JAX arrays left where they were computed
+            (``False``: a training loop feeds them to the next step without a copy).
+    """
+    mode = resolve_mode(mode)
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"Monte Carlo batch_size = {batch_size}: expected None or an integer >= 1")
+    items = jax.tree.map(jnp.asarray, items)
+    n = jax.tree.leaves(items)[0].shape[0]
+    stack = (lambda *v: np.stack([np.asarray(x) for x in v])) if to_host else (lambda *v: jnp.stack(v))
+    if mode == "loop":
+        rows = [_one(fn, jax.tree.map(operator.itemgetter(i), items), args) for i in range(n)]
+        return jax.tree.map(stack, *rows)
+    host = (lambda t: jax.tree.map(np.asarray, t)) if to_host else (lambda t: t)
+    if mode == "vmap":
+        return host(_vmapped(fn, items, args, batch_size))
+    n_dev = jax.local_device_count()
+    pad = -n % n_dev  # shard_map splits evenly: repeat the last chip, drop its copies after
+    if pad:
+        items = jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]), items)
+    # Placed as the program splits them (a no-op for a previous call's output): a training loop
+    # that feeds the output back then calls one compiled program, not one per input placement.
+    mesh = Mesh(np.asarray(jax.local_devices()[:n_dev]), (_AXIS,))
+    items = jax.device_put(items, NamedSharding(mesh, PartitionSpec(_AXIS)))
+    out = _sharded(fn, items, args, n_dev, batch_size)
+    return host(jax.tree.map(lambda v: v[:n], out) if pad else out)
 
 
 def map_chips(fn: Callable, keys, *args, mode: str = "auto", batch_size: int | None = None) -> dict:
@@ -209,21 +249,7 @@ def map_chips(fn: Callable, keys, *args, mode: str = "auto", batch_size: int | N
             noise in bulk, so memory grows with chips x samples x steps; on a CPU a few chips at
             a time can run faster than all of them.
     """
-    mode = resolve_mode(mode)
-    if batch_size is not None and batch_size < 1:
-        raise ValueError(f"Monte Carlo batch_size = {batch_size}: expected None or an integer >= 1")
-    keys = jnp.asarray(keys)
-    if mode == "loop":
-        rows = [_one(fn, k, args) for k in keys]
-        return jax.tree.map(lambda *v: np.stack([np.asarray(x) for x in v]), *rows)
-    if mode == "vmap":
-        return jax.tree.map(np.asarray, _vmapped(fn, keys, args, batch_size))
-    n_dev = jax.local_device_count()
-    n = keys.shape[0]
-    pad = -n % n_dev  # shard_map splits evenly: repeat the last key, drop its copies after
-    padded = jnp.concatenate([keys, jnp.repeat(keys[-1:], pad, axis=0)]) if pad else keys
-    out = _sharded(fn, padded, args, n_dev, batch_size)
-    return jax.tree.map(lambda v: np.asarray(v)[:n], out)
+    return map_over(fn, jnp.asarray(keys), *args, mode=mode, batch_size=batch_size)
 
 
 def evaluate_chips(model, hw: ChipConfig, keys, xs, ys, cost: AbstractCost, *, device=None,

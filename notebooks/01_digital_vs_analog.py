@@ -57,7 +57,7 @@ from analogeq.compare import gradient_report
 from analogeq.config import TrainConfig
 from analogeq.data import load_digits
 from analogeq.hardware import ChipConfig, ChipRelaxation, realize
-from analogeq.assembly import build_analog, train
+from analogeq.assembly import train
 from analogeq.evaluation import evaluate
 
 FAST = os.environ.get("ANALOGEQ_FAST", "0") == "1"
@@ -163,7 +163,9 @@ print(f"same predicted class on {100 * same_class:.0f} % of them; chip settle ti
 # The emulator-trained weights are now programmed into chip instances of the `realistic`
 # preset: each instance draws its own device-to-device variation, programming error, offsets
 # and gains from a key, and every settle draws read noise and thermal noise. This is
-# *inference* on the chip: no learning happens here.
+# *inference* on the chip: no learning happens here. `evaluate_chips` maps one compiled
+# per-chip evaluation over the chip keys (`jax.vmap`; sharded over the host devices when JAX
+# has several).
 
 # %%
 hw = ChipConfig.preset("realistic")
@@ -174,23 +176,19 @@ print("realistic preset:", {"levels": hw.crossbar.n_levels, "prog_noise": hw.cro
                             "d2d_bounds": hw.crossbar.d2d_bounds, "read_noise": hw.crossbar.read_noise,
                             "tau [ns]": hw.neuron.tau * 1e9, "settle window [ns]": hw.dynamics.settle_time * 1e9,
                             "DAC/ADC bits": (hw.periphery.dac_bits, hw.periphery.adc_bits)})
-relax = ChipRelaxation(hw)
 emulator = aq.EulerRelaxation(eps=cfg.eps, T1=cfg.T1, T2=cfg.T2, tol=cfg.tol)
 digital_acc_subset = evaluate(digital.model, aq.SquaredError(), emulator, x_chip, y_chip)["test_acc"]
 
 t0 = time.perf_counter()
-realized = []
+realized = aq.evaluate_chips(digital.model, hw, jax.random.split(jax.random.PRNGKey(100), N_CHIPS),
+                             x_chip, y_chip, aq.SquaredError())
+print(f"{N_CHIPS} chips in {time.perf_counter() - t0:.1f} s (one vmapped call); emulator accuracy on "
+      f"the same {N_TEST_CHIP} digits: {digital_acc_subset:.4f}")
+print(f"{'chip':>5}{'test acc':>10}{'unconverged':>13}{'settle [ns]':>13}")
 for k in range(N_CHIPS):
-    chip = realize(digital.model, hw, jax.random.PRNGKey(100 + k))
-    ev = evaluate(chip, aq.SquaredError(), relax, x_chip, y_chip, jax.random.PRNGKey(200 + k))
-    realized.append({"chip": k, **ev})
-print(f"{N_CHIPS} chips in {time.perf_counter() - t0:.1f} s; emulator accuracy on the same "
-      f"{N_TEST_CHIP} digits: {digital_acc_subset:.4f}")
-print(f"{'chip':>5}{'test acc':>10}{'max |F|/|s|':>13}{'settle [ns]':>13}")
-for r in realized:
-    print(f"{r['chip']:>5}{r['test_acc']:>10.4f}{r['test_residual_max']:>13.2e}"
-          f"{r['settle_time_tau'] * hw.neuron.tau * 1e9:>13.0f}")
-realized_acc = float(np.mean([r["test_acc"] for r in realized]))
+    print(f"{k:>5}{realized['test_acc'][k]:>10.4f}{int(realized['test_unconverged'][k]):>13}"
+          f"{realized['settle_time_s'][k] * 1e9:>13.0f}")
+realized_acc = float(np.mean(realized["test_acc"]))
 
 # %% [markdown]
 # The non-idealities move the fixed point by some 20 % (the `fixed_point_error` below), mostly
@@ -221,36 +219,51 @@ print(f"chip settle window {grad['chip_settle_time_s'] * 1e9:.0f} ns = "
 # one: EP computes the gradient of the circuit it runs on, mismatch and all. The gap to the
 # digital gradient is the price of the realization, not of the estimator.
 #
-# ## 5. Training on the chip
+# ## 5. Training on chips
 #
-# The same initial network is realized on a realistic chip and trained there: every update is
+# The same initial network is realized on realistic chips and trained there: every update is
 # read through the ADC and written as quantized conductance changes with programming noise.
-# It sees the same batches as the emulator run of section 1 (same seed and batch size). The
+# They see the same batches as the emulator run of section 1 (same seed and batch size). The
 # gate is off: with thermal noise the residual floor sits above the chip's `steady_tol`, and
 # a gated run would leave out every sample.
+#
+# `train_chips` trains `N_CHIPS` chip instances (chip seeds 0, 1, ...) at once: one compiled
+# step, vmapped over the chips, on the same batch. Chip `i` is the run `train` would make with
+# `chip_seed = i` (same instance, same noise), so the spread over chips is the spread of the
+# *trained* accuracy a designer would see over fabricated chips.
 
 # %%
 chip_data = dataclasses.replace(digits, x_test=np.asarray(x_chip), y_test=np.asarray(y_chip))
 chip_cfg = cfg.replace(steps=CHIP_STEPS, eval_every=CHIP_STEPS // 5, probe_every=CHIP_STEPS, gate=False)
 t0 = time.perf_counter()
-on_chip = train(chip_cfg, progress=False, parts=build_analog(chip_cfg, hw, data=chip_data),
-                label="chip (realistic)")
+chips = aq.train_chips(chip_cfg, n_chips=N_CHIPS, hardware=hw, data=chip_data, progress=False,
+                       label="chip (realistic)")
 chip_seconds = time.perf_counter() - t0
+on_chip = chips.runs[0]  # chip seed 0: the chip train(chip_cfg, parts=build_analog(chip_cfg, hw)) trains
 emulator_at = {r["step"]: r for r in digital.history if r["kind"] == "eval"}[CHIP_STEPS]
 chip_final = [r for r in on_chip.history if r["kind"] == "eval"][-1]
-print(f"chip training: {CHIP_STEPS} steps in {chip_seconds:.1f} s (compilation included)")
+spread = chips.summary["spread"]["final_test_acc"]
+print(f"{N_CHIPS} chips trained together: {CHIP_STEPS} steps in {chip_seconds:.1f} s (compilation included)")
 print(f"after {CHIP_STEPS} steps: emulator test accuracy {emulator_at['test_acc']:.4f} "
-      f"({len(digits.y_test)} digits), chip {chip_final['test_acc']:.4f} ({N_TEST_CHIP} digits)")
-print(f"cos(chip EP update, chip exact gradient): {on_chip.history[0]['grad_cosine']:.4f} at step 0, "
-      f"{chip_final['grad_cosine']:.4f} at step {CHIP_STEPS}; {on_chip.summary['steps_per_second']:.2f} steps/s")
+      f"({len(digits.y_test)} digits); chips {spread['mean']:.4f} +- {spread['std']:.4f} "
+      f"(min {spread['min']:.4f}, max {spread['max']:.4f}; {N_TEST_CHIP} digits)")
+print(f"chip 0: cos(chip EP update, chip exact gradient) {on_chip.history[0]['grad_cosine']:.4f} at step 0, "
+      f"{chip_final['grad_cosine']:.4f} at step {CHIP_STEPS}")
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-for run, label in ((digital, "emulator"), (on_chip, "chip (realistic)")):
-    steps, acc = curve(run.history, "test_acc")
-    axes[0].plot(steps[steps <= CHIP_STEPS], acc[steps <= CHIP_STEPS], marker="o", ms=3, label=label)
-    steps, loss = curve(run.history, "loss", kind="train")
-    axes[1].plot(steps[steps <= CHIP_STEPS], loss[steps <= CHIP_STEPS], lw=0.8, label=label)
+steps, acc = curve(digital.history, "test_acc")
+axes[0].plot(steps[steps <= CHIP_STEPS], acc[steps <= CHIP_STEPS], marker="o", ms=3, color="tab:green",
+             label="emulator")
+steps, loss = curve(digital.history, "loss", kind="train")
+axes[1].plot(steps[steps <= CHIP_STEPS], loss[steps <= CHIP_STEPS], lw=0.8, color="tab:green", label="emulator")
+for ax, (key, kind) in zip(axes, (("test_acc", "eval"), ("loss", "train"))):
+    per_chip = [curve(run.history, key, kind=kind) for run in chips.runs]
+    for i, (steps, vals) in enumerate(per_chip):
+        ax.plot(steps, vals, lw=0.6, alpha=0.6, color="tab:blue", label="chips (realistic)" if i == 0 else None)
+    steps, vals = per_chip[0][0], np.array([v for _, v in per_chip])
+    ax.fill_between(steps, vals.mean(0) - vals.std(0), vals.mean(0) + vals.std(0), color="tab:orange",
+                    alpha=0.35, label=f"mean +- std over {N_CHIPS} chips")
 axes[0].set(xlabel="training step", ylabel="test accuracy", title="Test accuracy")
 axes[1].set(xlabel="training step", ylabel="squared error", title="Training loss")
 for ax in axes:
@@ -278,6 +291,8 @@ summary = {
     "realistic chips: accuracy of the trained network": realized_acc,
     "cos(analog EP, chip exact)": grad["cos_analog_ep_vs_chip_exact"],
     "chip training final test accuracy": on_chip.summary["final_test_acc"],
+    "chip training final test accuracy, mean over chips": spread["mean"],
+    "chip training final test accuracy, std over chips": spread["std"],
     "chip training final loss": [r["loss"] for r in on_chip.history if r["kind"] == "train"][-1],
 }
 for k, v in summary.items():

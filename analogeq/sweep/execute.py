@@ -4,6 +4,7 @@ resumes where it stopped."""
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from analogeq.spec import ConfigError
 from analogeq.sweep.spec import SUMMARY_FIELDS, TIMING_FIELDS, Job, SweepSpec
 from analogeq.sweep.store import RunStore
 
-__all__ = ["SUMMARY_FIELDS", "TIMING_FIELDS", "SweepOutcome", "execute", "run_one"]
+__all__ = ["SUMMARY_FIELDS", "TIMING_FIELDS", "SweepOutcome", "chip_groups", "execute", "run_group", "run_one"]
 
 CONNECT_TIMEOUT = 20.0
 """Seconds to reach a Dask scheduler (``--scheduler``) before giving up with a clear message."""
@@ -38,6 +39,43 @@ def run_one(run: Job) -> dict:
     row.update({k: summary.get(k, math.nan) for k in SUMMARY_FIELDS})
     row["seconds"] = time.perf_counter() - t0
     return row
+
+
+def run_group(runs: list[Job]) -> list[dict]:
+    """Train runs that differ only in their chip instance (``chip_seed``) and return their table
+    rows: one run as :func:`run_one`, several as one K-chip training
+    (:func:`analogeq.fleet.train_chips`: one vmapped step for all chips, each chip the run its
+    single training would be). ``seconds`` is the group's wall clock shared equally."""
+    if len(runs) == 1:
+        return [run_one(runs[0])]
+    from analogeq.fleet import train_chips
+
+    cfg = runs[0].config()
+    t0 = time.perf_counter()
+    with _x64(cfg.dtype == "float64"):
+        result = train_chips(cfg, None, chip_seeds=[r.chip_seed for r in runs], hardware=runs[0].hardware(),
+                             progress=False)
+    seconds = (time.perf_counter() - t0) / len(runs)
+    rows = []
+    for run, chip in zip(runs, result.runs):
+        row = {"key": run.key, **dict(run.point), "seed": run.seed, "chip_seed": run.chip_seed}
+        row.update({k: chip.summary.get(k, math.nan) for k in SUMMARY_FIELDS})
+        row["seconds"] = seconds
+        rows.append(row)
+    return rows
+
+
+def chip_groups(runs: list[Job]) -> list[list[Job]]:
+    """``runs`` grouped into runs that differ only in ``chip_seed`` (chip runs; each digital run
+    is a group of its own), in first-appearance order: each group trains as one K-chip run."""
+    groups: dict[str, list[Job]] = {}
+    for r in runs:
+        if r.chip is None:
+            groups[r.key] = [r]
+            continue
+        same = json.dumps({"train": {**r.train, "chip_seed": None}, "chip": r.chip}, sort_keys=True, default=repr)
+        groups.setdefault(same, []).append(r)
+    return list(groups.values())
 
 
 def _x64(on: bool):
@@ -109,14 +147,20 @@ def execute(spec: SweepSpec, out_dir: str | Path, *, scheduler: str | None = Non
                                  "row": _finite_or_null(row)})
         bar.update(1)
 
+    # The chip instances of one point and seed train together, one vmapped step for all.
+    groups = chip_groups(pending)
     if pending and (scheduler or workers):
-        _on_dask(pending, finish, scheduler, workers)
+        _on_dask(groups, finish, scheduler, workers)
     else:
-        for run in pending:
+        for group in groups:
             try:
-                finish(run, run_one(run), None)
-            except Exception as e:  # noqa: BLE001 -- one failed run must not lose the others
-                finish(run, None, f"{type(e).__name__}: {e}")
+                rows = run_group(group)
+            except Exception as e:  # noqa: BLE001 -- one failed group must not lose the others
+                for run in group:
+                    finish(run, None, f"{type(e).__name__}: {e}")
+                continue
+            for run, row in zip(group, rows):
+                finish(run, row, None)
     bar.close()
     rows = [_stored_row(store, r.key) for r in runs if store.has(r.key)]
     return SweepOutcome(rows=rows, computed=len(pending) - len(failed), cached=cached, failed=failed)
@@ -158,7 +202,7 @@ def _connect(scheduler: str):
                               "and that the scheduler is running") from None
 
 
-def _on_dask(pending: list[Job], finish, scheduler: str | None, workers: int) -> None:
+def _on_dask(groups: list[list[Job]], finish, scheduler: str | None, workers: int) -> None:
     from distributed import Client, LocalCluster, as_completed
 
     cluster = None
@@ -169,14 +213,16 @@ def _on_dask(pending: list[Job], finish, scheduler: str | None, workers: int) ->
                                dashboard_address=None)
     try:
         with (Client(cluster) if cluster is not None else _connect(scheduler)) as client:
-            futures = {client.submit(run_one, r, key=f"analogeq-run-{r.key}", pure=False): r for r in pending}
+            futures = {client.submit(run_group, g, key=f"analogeq-run-{g[0].key}", pure=False): g for g in groups}
             for fut in as_completed(futures):
-                run = futures[fut]
+                group = futures[fut]
                 if fut.status == "error":
                     err = fut.exception()
-                    finish(run, None, f"{type(err).__name__}: {err}")
+                    for run in group:
+                        finish(run, None, f"{type(err).__name__}: {err}")
                 else:
-                    finish(run, fut.result(), None)
+                    for run, row in zip(group, fut.result()):
+                        finish(run, row, None)
     finally:
         if cluster is not None:
             cluster.close()

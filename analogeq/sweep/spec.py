@@ -6,7 +6,7 @@ replicates (training seeds x chip instances) run at every point.
     [sweep]
     name = "levels-vs-readout"
     seeds = [0]               # training seeds (TrainConfig.seed) per point
-    chips = [0, 1, 2]         # chip instances (TrainConfig.chip_seed) per point
+    chips = [0, 1, 2]         # chip instances (TrainConfig.chip_seed) per point; or chips = 3
 
     [train]                   # the base run: TrainConfig fields
     hardware = "realistic"
@@ -29,6 +29,10 @@ An axis named ``section.field`` (a :class:`~analogeq.hardware.config.ChipConfig`
 the chip; a bare name varies a :class:`~analogeq.config.TrainConfig` field. Every run is
 identified by a hash of its full, resolved configuration (training fields, every chip field,
 the pulsed device's parameters), so a cached result is reused only for an identical run.
+
+The chip instances of one point and seed are trained together, as one K-chip run
+(:func:`analogeq.fleet.train_chips`: one vmapped step for all chips); each still gets its own
+row and cache entry.
 """
 
 from __future__ import annotations
@@ -200,6 +204,7 @@ class SweepSpec:
         if bad:
             raise ValueError(f"{where}: unknown key(s) {bad} in [sweep]; allowed: {', '.join(SWEEP_KEYS)}")
         metrics = _metrics(head.pop("metrics", list(DEFAULT_METRICS)))
+        head["chips"] = _chip_list(head.get("chips", [0]))
         h = SweepHead.from_dict(head)
         seeds, chips = h.seeds, h.chips
         train = dict(d.get("train", {}))
@@ -302,6 +307,16 @@ class SweepHead(Spec):
                 raise ConfigError(f"sweep.{name} must list distinct integers; got {list(vals)!r}")
         if any(c in self.name for c in "/\\\0") or self.name in (".", ".."):
             raise ConfigError(f"sweep.name must be a plain folder name (no '/', '\\', '..'); got {self.name!r}")
+
+
+def _chip_list(value: Any) -> Any:
+    """``[sweep] chips``: a list of chip seeds, or ``K`` for the seeds ``0 .. K-1``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 1 <= value <= 1000:
+            raise ConfigError(f"sweep.chips = {value}: a count of chips must be an integer in [1, 1000] "
+                              "(or give a list of chip seeds)")
+        return list(range(value))
+    return value
 
 
 def _metrics(value: Any) -> tuple[str, ...]:
