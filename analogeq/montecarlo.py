@@ -37,6 +37,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from analogeq.costs import AbstractCost
 from analogeq.ep import free_phase
+from analogeq.evaluation import traced
 from analogeq.hardware.chip import Chip
 from analogeq.hardware.config import ChipConfig
 from analogeq.hardware.dynamics import ChipRelaxation
@@ -214,6 +215,9 @@ def map_over(fn: Callable, items, *args, mode: str = "auto", batch_size: int | N
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"Monte Carlo batch_size = {batch_size}: expected None or an integer >= 1")
     items = jax.tree.map(jnp.asarray, items)
+    # A chip's hardware numbers as traced arguments: one program per structure, for any levels,
+    # noise amplitudes or temperature (as the training step, analogeq.evaluation.traced).
+    fn, args = traced((fn, args))
     n = jax.tree.leaves(items)[0].shape[0]
     stack = (lambda *v: np.stack([np.asarray(x) for x in v])) if to_host else (lambda *v: jnp.stack(v))
     if mode == "loop":

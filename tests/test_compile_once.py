@@ -18,6 +18,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from analogeq.assembly import build_analog, train
@@ -181,3 +182,25 @@ def test_sweep_over_levels_and_read_noise_compiles_once():
         counts.append(c.n)
     print(f"\ncompilations per sweep run (6 points x 2 chips): {counts}")
     assert len(counts) == 12 and counts[1:] == [0] * 11
+
+
+def test_monte_carlo_over_hardware_numbers_compiles_once():
+    """The Monte Carlo's per-chip program (realize, settle, score) takes the hardware numbers
+    as arguments too: levels x read noise over 4 chips each, one compilation at the first point."""
+    from analogeq.costs import SquaredError
+    from analogeq.montecarlo import evaluate_chips
+
+    cfg = _cfg()
+    base = build_analog(cfg, HW)
+    net, d = base.model.as_model(), base.data
+    keys = jax.random.split(jax.random.PRNGKey(5), 4)
+    counts, accs = [], []
+    for levels, noise in POINTS[:3]:
+        hw = HW.replace(**{"crossbar.n_levels": levels, "crossbar.read_noise": noise})
+        with count_compilations() as c:
+            out = evaluate_chips(net, hw, keys, d.x_test, d.y_test, SquaredError(), mode="vmap")
+        counts.append(c.n)
+        accs.append(tuple(np.round(out["test_loss"], 7)))
+    print(f"\nMonte Carlo compilations per hardware point: {counts}")
+    assert counts[0] > 0 and counts[1:] == [0, 0]
+    assert len(set(accs)) == 3  # each point computed with its own numbers
