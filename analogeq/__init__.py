@@ -84,6 +84,8 @@ _LAZY = {
     "diagnose_run": "analogeq.run_diagnostics",
     "analog_verdict": "analogeq.run_diagnostics",
     "energy_report": "analogeq.energy_report",
+    "run_chip": "analogeq.spice_report",
+    "spice_report": "analogeq.spice_report",
     "run_sweep": "analogeq.sweep",
     "SweepSpec": "analogeq.sweep",
     # ngspice as a relaxation

@@ -16,7 +16,8 @@ import analogeq as aq
 from analogeq.config import TrainConfig
 from analogeq.hardware.constants import K_B
 from analogeq.spice import available, run_netlist
-from analogeq.spice.export import export_chip, read_netlist, run_chip
+from analogeq.spice.export import export_chip, read_netlist
+from analogeq.spice_report import run_chip
 from analogeq.spice.noise import NoiseSpec, interpolation_factor, trnoise_source
 from analogeq.spice.noise_check import noise_validation
 from analogeq.spice.partition import layer_blocks

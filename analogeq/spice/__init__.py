@@ -11,18 +11,19 @@
   SpiceRelaxation(chip.config), xs, ys)`` is SPICE-in-the-loop EP; :func:`compare_with_ode`
   compares it with the same estimator on the chip's ODE.
 * :func:`build_block` makes the reference blocks (:data:`BLOCKS`).
-* Trained runs: :func:`run_chip` reads a run's chip, :func:`export_chip` writes it (one netlist
-  or layer blocks, :func:`layer_blocks`), :func:`validate_run` runs its test samples through
-  ngspice against the ODE, :func:`spice_report` writes the hand-on folder (docs/spice-export.md).
+* Trained runs: :func:`analogeq.spice_report.run_chip` reads a run's chip (the run layer, above
+  this package), :func:`export_chip` writes it (one netlist or layer blocks,
+  :func:`layer_blocks`), :func:`validate_run` runs its test samples through ngspice against the
+  ODE, :func:`analogeq.spice_report.spice_report` writes the hand-on folder
+  (docs/spice-export.md).
 * Noise: :class:`NoiseSpec` adds ``trnoise`` thermal-noise sources; :func:`noise_validation`
   compares ngspice's node variance with the chip's SDE and ``kT/C``.
 """
 
-from analogeq.spice.export import Export, RunChip, export_chip, read_netlist, run_chip
+from analogeq.spice.export import Export, RunChip, export_chip, read_netlist
 from analogeq.spice.noise import NoiseSpec, interpolation_factor, trnoise_source
 from analogeq.spice.noise_check import NoiseValidation, noise_validation
 from analogeq.spice.partition import layer_blocks
-from analogeq.spice.report import spice_report
 from analogeq.spice.run_validation import RunValidation, validate_run
 from analogeq.spice.blocks import BLOCKS, block_sizes, build_block, reference_netlist, spice_config
 from analogeq.spice.library import CIRCUITS_ENV, SUBCIRCUITS, circuits_dir, library_path, library_text
@@ -60,5 +61,5 @@ __all__ = [
     "ode_trajectory", "reference_netlist", "reference_relaxation", "require_float64", "run_netlist", "session",
     "settle_time", "spice_config", "sweep_nonlinearity", "validate",
     "Export", "NoiseSpec", "NoiseValidation", "RunChip", "RunValidation", "export_chip", "interpolation_factor",
-    "layer_blocks", "noise_validation", "read_netlist", "run_chip", "spice_report", "trnoise_source", "validate_run",
+    "layer_blocks", "noise_validation", "read_netlist", "trnoise_source", "validate_run",
 ]

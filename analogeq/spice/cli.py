@@ -106,7 +106,8 @@ def _fail(cmd: str, e: BaseException) -> int:
 def _run_export(args) -> int:
     import numpy as np
 
-    from analogeq.spice.export import export_chip, run_chip
+    from analogeq.spice.export import export_chip
+    from analogeq.spice_report import run_chip
     from analogeq.spice.noise import NoiseSpec
     from analogeq.spice.validate import ode_steady_state
 
@@ -160,7 +161,7 @@ def cmd_export(args) -> int:
 
 
 def _run_validate(args) -> int:
-    from analogeq.spice.export import run_chip
+    from analogeq.spice_report import run_chip
     from analogeq.spice.run_validation import validate_run
     from analogeq.spice.runner import SpiceError
 
@@ -188,7 +189,7 @@ def _run_validate(args) -> int:
 
 def cmd_report(args) -> int:
     """The validation report of a run (``index.md`` and everything it links) into ``--out``."""
-    from analogeq.spice.report import spice_report
+    from analogeq.spice_report import spice_report
     from analogeq.spice.runner import SpiceError
 
     out = _run_out(args, "spice/report")

@@ -1,7 +1,7 @@
 """A trained run as ngspice netlists: its checkpoint realized on its chip, one file or layer blocks.
 
-:func:`run_chip` reads a run directory of ``analogeq train`` (:func:`analogeq.load_run`) and
-returns the chip its checkpoint describes, in float64 with every noise source off
+:func:`analogeq.spice_report.run_chip` reads a run directory of ``analogeq train``
+(:func:`analogeq.load_run`) and returns the chip its checkpoint describes (a :class:`RunChip`), in float64 with every noise source off
 (:func:`analogeq.spice.spice_config`):
 
 * a chip run (``hardware`` set in its ``config.toml``, with or without a pulsed device): the
@@ -26,13 +26,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import equinox as eqx
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from analogeq.hardware.chip import Chip
-from analogeq.spice.blocks import spice_config
 from analogeq.spice.netlist import MAX_NEURONS, Netlist, SpiceOptions, netlist_parts
 from analogeq.spice.noise import NoiseSpec
 from analogeq.spice.partition import layer_blocks
@@ -59,47 +55,6 @@ class RunChip:
     data: object
     step: int
     run_dir: Path
-
-
-def _float64(tree):
-    return jax.tree_util.tree_map(
-        lambda a: a.astype(jnp.float64) if eqx.is_array(a) and jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
-
-
-def run_chip(run_dir: str | os.PathLike, hardware: str | os.PathLike | None = None) -> RunChip:
-    """The chip of the run in ``run_dir`` (module docstring). ``hardware`` (a chip preset name or
-    TOML path) realizes an emulator run (default ``"realistic"``); a chip run is its own chip, so
-    ``hardware`` is refused there. Raises one-line ``ValueError`` / ``FileNotFoundError`` for a
-    run that cannot be exported (a Hopfield or transformer model, a damaged checkpoint)."""
-    from analogeq.hardware.config import ChipConfig
-    from analogeq.models.layered import LeakyNetwork
-    from analogeq.montecarlo import deployable, instance
-    from analogeq.runs import load_run
-    from analogeq.streams import Streams
-
-    jax.config.update("jax_enable_x64", True)  # netlists carry float64 conductances
-    run = load_run(run_dir)
-    cfg, model = run.config, run.model
-    where = Path(run_dir) / "config.toml"
-    if cfg.hardware:
-        if hardware is not None:
-            raise ValueError(f"{where}: the run trained on the chip {cfg.hardware!r}, whose conductances are "
-                             f"the export; drop --hardware {hardware!r} (it realizes emulator runs only)")
-        chip = _float64(model)
-        noise = NoiseSpec.of_chip(chip.config)
-        chip = eqx.tree_at(lambda c: c.config, chip, spice_config(chip.config))
-        return RunChip(chip=chip, noise=noise, kind="chip", hardware=str(cfg.hardware), data=run.parts.data,
-                       step=run.step, run_dir=Path(run_dir))
-    if not isinstance(model, LeakyNetwork):
-        raise ValueError(f"{where}: model {cfg.model!r} has no crossbar circuit to export; SPICE export "
-                         "takes a 'leaky' model (an emulator run) or a chip run")
-    name = "realistic" if hardware is None else str(hardware)
-    hw = ChipConfig.load(name)
-    noise = NoiseSpec.of_chip(hw)
-    sc = spice_config(hw)
-    chip = instance(_float64(deployable(model, sc)), sc, Streams.of(cfg).chip)
-    return RunChip(chip=chip, noise=noise, kind="emulator", hardware=name, data=run.parts.data,
-                   step=run.step, run_dir=Path(run_dir))
 
 
 @dataclass(frozen=True, eq=False)
