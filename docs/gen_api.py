@@ -44,6 +44,7 @@ ENTRY_POINTS: dict[str, tuple[str, ...]] = {
     "analogeq.devices.inference": ("PCMInference", "compensation_factor"),
     "analogeq.updaters": ("make_optimizer",),
     "analogeq.energy_report": ("energy_report", "format_energy", "energy_line"),
+    "analogeq.spice_report": ("run_chip", "spice_report", "NOISE_CHECKS"),
     "analogeq.stability": ("Penalized", "StabilizedUpdater", "StabilityState", "residual_penalty",
                            "jacobian_penalty", "controller_update", "cap_weights", "ema_model"),
 }
