@@ -93,7 +93,13 @@ def _run_options(p: argparse.ArgumentParser) -> None:
 
 
 def _run_out(args, leaf: str) -> Path:
-    return Path(args.out) if args.out is not None else Path(args.run_dir) / leaf
+    """``--out`` (a folder; ``ValueError`` naming it when unusable), else ``RUN_DIR/leaf``."""
+    if args.out is None:
+        return Path(args.run_dir) / leaf
+    try:
+        return T.out_dir(str(args.out))
+    except argparse.ArgumentTypeError as e:
+        raise ValueError(f"--out: {e}") from None
 
 
 def _fail(cmd: str, e: BaseException) -> int:
@@ -141,7 +147,7 @@ def cmd_export(args) -> int:
     if args.run_dir is not None:
         return _run_export(args)
     try:
-        args.out = T.out_file(args.out or "runs/spice/block.cir")
+        args.out = T.out_file("runs/spice/block.cir" if args.out is None else args.out)
     except argparse.ArgumentTypeError as e:
         return _fail("export", ValueError(f"--out: {e}"))
     try:
