@@ -62,6 +62,7 @@ from analogeq.training import (
     _raw,
     _train_step,
     divergence,
+    interrupted_message,
     summarize,
 )
 
@@ -490,14 +491,7 @@ def train_chips(cfg: TrainConfig, out_dir: str | Path | None = None, *, n_chips:
         if mlog is not None and step > saved and step > 0:
             checkpoint(step, (m_good, s_good), mark)
             saved = step
-        if mlog is None:
-            msg = f"interrupted after step {step}; nothing was saved (no output directory)"
-        elif saved <= 0:
-            msg = "interrupted before the first training step completed; nothing to resume: start the run again"
-        else:
-            msg = (f"interrupted: step {saved} is checkpointed in {out}; continue with the same "
-                   "command and --resume")
-        raise TrainingInterrupted(msg) from None
+        raise TrainingInterrupted(interrupted_message(step, saved, out if mlog is not None else None)) from None
     bar.close()
     seconds = time.perf_counter() - t0
     runs = []

@@ -181,6 +181,16 @@ class TrainingInterrupted(KeyboardInterrupt):
     message says where and how to resume."""
 
 
+def interrupted_message(step: int, saved: int, out) -> str:
+    """What a Ctrl-C after ``step`` completed steps says, with ``saved`` the last checkpointed
+    step and ``out`` the output folder (``None``: nothing is written)."""
+    if out is None:
+        return f"interrupted after step {step}; nothing was saved (no output directory)"
+    if saved <= 0:
+        return "interrupted before the first training step completed; nothing to resume: start the run again"
+    return f"interrupted: step {saved} is checkpointed in {out}; continue with the same command and --resume"
+
+
 LOSS_LIMIT = 1e6
 """Mean training loss above which a run counts as exploding (the costs of :mod:`analogeq.costs`
 are O(1) on a working network; a relaxation running away with Euler steps past the stability
@@ -450,14 +460,7 @@ def fit(
         if mlog is not None and step > saved and step > 0:
             checkpoint(step, m_good, s_good, mark)
             saved = step
-        if mlog is None:
-            msg = f"interrupted after step {step}; nothing was saved (no output directory)"
-        elif saved <= 0:
-            msg = "interrupted before the first training step completed; nothing to resume: start the run again"
-        else:
-            msg = (f"interrupted: step {saved} is checkpointed in {out}; continue with the same "
-                   "command and --resume")
-        raise TrainingInterrupted(msg) from None
+        raise TrainingInterrupted(interrupted_message(step, saved, out if mlog is not None else None)) from None
     bar.close()
     seconds = time.perf_counter() - t0
     summary = summarize(history, label, seconds, (diverged["step"] - 1 if diverged else cfg.steps) - start,
