@@ -18,14 +18,21 @@ def evaluate(model, cost: AbstractCost, relaxation: AbstractRelaxation, xs, ys, 
     mean settle time (units of ``tau``). ``key`` drives the realization's noise."""
     # A chip's numbers enter as traced arrays: one compiled free phase per structure.
     free = _eval_free(*traced((model, relaxation)), jnp.asarray(xs), key)
+    scores = free_scores(model, cost, free, jnp.asarray(ys))
+    return {k: int(v) if k == "test_unconverged" else float(v) for k, v in scores.items()}
+
+
+def free_scores(model, cost: AbstractCost, free, ys) -> dict:
+    """The numbers of :func:`evaluate` (as arrays, traceable) from a settled free phase ``free``
+    of ``model`` on inputs whose labels are ``ys``: accuracy, mean cost, unconverged samples,
+    largest residual and mean settle time (units of ``tau``)."""
     y = jax.vmap(model.readout)(free.state)
-    ys = jnp.asarray(ys)
     return {
-        "test_acc": float(scored_accuracy(y, ys)),
-        "test_loss": float(jnp.mean(jax.vmap(cost)(y, ys))),
-        "test_unconverged": int(jnp.sum(~free.converged)),
-        "test_residual_max": float(jnp.max(free.residual)),
-        "settle_time_tau": float(jnp.mean(free.time)),
+        "test_acc": scored_accuracy(y, ys),
+        "test_loss": jnp.mean(jax.vmap(cost)(y, ys)),
+        "test_unconverged": jnp.sum(~free.converged),
+        "test_residual_max": jnp.max(free.residual),
+        "settle_time_tau": jnp.mean(free.time),
     }
 
 

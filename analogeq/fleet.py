@@ -47,10 +47,9 @@ from analogeq.checkpoint import (
 )
 from analogeq.config import TrainConfig
 from analogeq.ep import compare_gradients, free_phase
-from analogeq.evaluation import traced
+from analogeq.evaluation import free_scores, traced
 from analogeq.jsonio import sanitize, write_json, write_text_atomic
 from analogeq.montecarlo import distribution, map_over, resolve_mode
-from analogeq.stability import scored_accuracy
 from analogeq.streams import Streams
 from analogeq.training import (
     WEIGHT_GROWTH_LIMIT,
@@ -177,11 +176,7 @@ class ChipEvaluate(eqx.Module):
     def __call__(self, item, xs, ys):
         arrays, key = item
         model = _rebuild(self.treedef, self.flags, arrays, self.shared)
-        free = free_phase(model, self.relaxation, xs, key)
-        y = jax.vmap(model.readout)(free.state)
-        return {"test_acc": scored_accuracy(y, ys), "test_loss": jnp.mean(jax.vmap(self.cost)(y, ys)),
-                "test_unconverged": jnp.sum(~free.converged), "test_residual_max": jnp.max(free.residual),
-                "settle_time_tau": jnp.mean(free.time)}
+        return free_scores(model, self.cost, free_phase(model, self.relaxation, xs, key), ys)
 
 
 class ChipProbe(eqx.Module):
