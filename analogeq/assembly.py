@@ -56,6 +56,8 @@ def task_options(cfg: TrainConfig) -> dict:
         return {"bits": cfg.bits}
     if cfg.task == "charlm":
         return {"text_path": cfg.text_path, "seq_len": cfg.seq_len}
+    if cfg.task in ("mnist", "fashion-mnist") and cfg.data_dir:
+        return {"data_dir": cfg.data_dir}
     return {}
 
 

@@ -12,7 +12,7 @@ section            fields
 ``[estimator]``    :class:`EstimatorOptions`: gradient estimator and relaxation (``estimator``,
                    ``ep_kind``, ``beta``, ``eps``, ``T1``, ``T2``, ``tol``, ...)
 ``[optimizer]``    :class:`OptimizerOptions`: ``optimizer``, ``lr``, ``batch_size``, ``steps``,
-                   ``warmup``, ``grad_clip``, ``ema``
+                   ``epochs``, ``warmup``, ``grad_clip``, ``ema``
 ``[stability]``    :class:`StabilityOptions`: residual and Jacobian penalties, weight cap
 ``[run]``          :class:`RunOptions`: seeds, book-keeping, dtype, chip and device
 =================  ==========================================================================
@@ -119,7 +119,8 @@ class TaskOptions(Spec):
     _section: ClassVar[str] = "task"
 
     task: str = choice("digits", "data set (digits: scikit-learn's 8x8 digits, fixed stratified split; "
-                       "parity and charlm: sequence tasks of the eqtransformer)", _tasks)
+                       "mnist, fashion-mnist: 28x28 images from --data-dir, 5000 training images held "
+                       "out for validation; parity and charlm: sequence tasks of the eqtransformer)", _tasks)
     cost: str = choice("squared_error", "loss on the output neurons: squared_error, cross_entropy, or "
                        "token_cross_entropy (the eqtransformer's)", tuple(COSTS))
     bits: int = integer(8, "parity task: string length L (running parity scored at every position in "
@@ -127,6 +128,9 @@ class TaskOptions(Spec):
     seq_len: int = integer(64, "charlm task: context length T in characters", ge=1, le=MAX_WIDTH)
     text_path: str = text("../shared/data/tinyshakespeare.txt", "charlm task: plain-text file (relative "
                           "paths resolve against the repository root)", nonempty=True)
+    data_dir: str = text("", "mnist, fashion-mnist tasks: folder holding the four IDX files "
+                         "(train-images-idx3-ubyte, ..., gzip or raw; relative paths resolve against the "
+                         "repository root); empty: ../shared/data/mnist for mnist")
 
 
 @dataclass(frozen=True)
@@ -167,7 +171,9 @@ class OptimizerOptions(Spec):
     optimizer: str = choice("adam", "adam or sgd", OPTIMIZERS)
     lr: float = real(2e-3, "learning rate", gt=0.0)
     batch_size: int = integer(32, "samples per training step", ge=1, le=MAX_WIDTH)
-    steps: int = integer(1500, "training steps", ge=1, le=MAX_STEPS)
+    steps: int = integer(1500, "training steps (ignored when --epochs > 0)", ge=1, le=MAX_STEPS)
+    epochs: int = integer(0, "> 0: train this many passes over the training set, i.e. epochs * "
+                          "(n_train // batch_size) steps, instead of --steps", ge=0, le=10_000)
     warmup: int = integer(0, "linear learning-rate warmup steps (0: none)", ge=0, le=MAX_STEPS)
     grad_clip: float = real(0.0, "clip the global gradient norm to this (0: no clipping)", ge=0.0)
     ema: float = real(0.0, "decay of the parameter EMA used for evaluation (0: off)", ge=0.0, lt=1.0)

@@ -9,16 +9,44 @@ import jax.numpy as jnp
 from analogeq.costs import AbstractCost
 from analogeq.emulator import AbstractRelaxation
 from analogeq.ep import free_phase
+from analogeq.ep.base import sample_keys
 from analogeq.spec import Spec
 from analogeq.stability import scored_accuracy
 
 
-def evaluate(model, cost: AbstractCost, relaxation: AbstractRelaxation, xs, ys, key=None) -> dict:
+EVAL_CHUNK = 1000
+"""Most samples relaxed at once by :func:`evaluate`: a larger set (MNIST's 10,000 test images)
+is relaxed in chunks of this size, so memory stays bounded and one compiled program serves every
+set size above it."""
+
+
+def evaluate(model, cost: AbstractCost, relaxation: AbstractRelaxation, xs, ys, key=None,
+             *, chunk: int = EVAL_CHUNK) -> dict:
     """Free phase on a data set: accuracy, mean cost, how many samples did not converge and the
-    mean settle time (units of ``tau``). ``key`` drives the realization's noise."""
+    mean settle time (units of ``tau``). ``key`` drives the realization's noise.
+
+    Sets of more than ``chunk`` samples are relaxed ``chunk`` at a time (the last chunk padded
+    by repeating its first sample, the padding dropped); each sample keeps the noise key it
+    gets in one piece (``sample_keys(key, n)``) and samples relax independently, so the scores
+    equal those of one batch (up to floating-point summation order)."""
+    if not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"evaluate: chunk must be a positive integer; got {chunk!r}")
+    xs, ys = jnp.asarray(xs), jnp.asarray(ys)
     # A chip's numbers enter as traced arrays: one compiled free phase per structure.
-    free = _eval_free(*traced((model, relaxation)), jnp.asarray(xs), key)
-    scores = free_scores(model, cost, free, jnp.asarray(ys))
+    m, r = traced((model, relaxation))
+    n = xs.shape[0]
+    if n <= chunk:
+        free = _eval_free(m, r, xs, key)
+    else:
+        keys = sample_keys(key, n)
+        parts = []
+        for i in range(0, n, chunk):
+            j = min(i + chunk, n)
+            idx = jnp.concatenate([jnp.arange(i, j), jnp.full(chunk - (j - i), i)])
+            part = _eval_free_keys(m, r, xs[idx], None if keys is None else keys[idx])
+            parts.append(jax.tree_util.tree_map(lambda a, k=j - i: a[:k], part))
+        free = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *parts)
+    scores = free_scores(model, cost, free, ys)
     return {k: int(v) if k == "test_unconverged" else float(v) for k, v in scores.items()}
 
 
@@ -39,6 +67,11 @@ def free_scores(model, cost: AbstractCost, free, ys) -> dict:
 @eqx.filter_jit
 def _eval_free(model, relaxation, xs, key):
     return free_phase(model, relaxation, xs, key)
+
+
+@eqx.filter_jit
+def _eval_free_keys(model, relaxation, xs, keys):
+    return free_phase(model, relaxation, xs, keys=keys)
 
 
 def _is_spec(x) -> bool:

@@ -48,7 +48,30 @@ from analogeq.streams import Streams
 from analogeq.updaters import AbstractUpdater
 
 # Fields that may change between a checkpoint and its resumption.
-RESUMABLE_CHANGES = {"steps", "eval_every", "probe_every", "checkpoint_every"}
+RESUMABLE_CHANGES = {"steps", "epochs", "eval_every", "probe_every", "checkpoint_every"}
+
+
+def steps_per_epoch(cfg: TrainConfig, data: Dataset) -> int:
+    """Training steps in one pass over ``data``'s training set: ``n_train // batch_size`` (the
+    remainder of each epoch's permutation is dropped, see :meth:`Dataset.batch_indices`)."""
+    n = len(data.y_train)
+    if not 1 <= cfg.batch_size <= n:
+        raise ValueError(f"optimizer.batch_size must lie in [1, {n}] (training set size of "
+                         f"{data.name!r}); got {cfg.batch_size}")
+    return n // cfg.batch_size
+
+
+def total_steps(cfg: TrainConfig, data: Dataset) -> int:
+    """The run's number of training steps: ``epochs * steps_per_epoch`` when ``cfg.epochs > 0``,
+    else ``cfg.steps``."""
+    return cfg.epochs * steps_per_epoch(cfg, data) if cfg.epochs > 0 else cfg.steps
+
+
+def _split_keys(scores: dict, split: str) -> dict:
+    """``evaluate``'s ``test_*`` numbers renamed ``val_*`` for the validation split."""
+    if split == "test":
+        return scores
+    return {f"val_{k[5:]}" if k.startswith("test_") else k: v for k, v in scores.items()}
 
 
 @dataclass(frozen=True)
@@ -219,6 +242,7 @@ _REASONS = {
     "grad_cosine_min": "no gradient probe recorded (exact estimator, or no evaluation)",
     "grad_cosine_final": "no gradient probe recorded (exact estimator, or no evaluation)",
     "steps_per_second": "no training step ran",
+    "final_val_acc": "no validation evaluation recorded", "best_val_acc": "no validation evaluation recorded",
     "energy_per_step_J": "no step reported an energy estimate (the digital emulator has no energy model)",
     "latency_per_step_s": "no step reported a latency estimate (the digital emulator has no energy model)",
 }
@@ -229,10 +253,17 @@ def summarize(history: list[dict], label: str, seconds: float, steps_run: int,
     """Final/best test accuracy, gradient-probe statistics, throughput and, on a chip, the mean
     estimated energy and latency per training step (NaN for the digital emulator, with a
     ``<field>_reason`` beside every NaN). ``status`` is ``"completed"`` or ``"diverged"``, and
-    ``diverged`` then holds the step, phase and reason (see :func:`divergence`)."""
+    ``diverged`` then holds the step, phase and reason (see :func:`divergence`).
+
+    A run on a data set with a validation split (its periodic ``eval`` records hold ``val_*``
+    numbers, a final ``test`` record the test set's) also reports ``final_val_acc``,
+    ``best_val_acc`` and ``test_samples``; its ``final_test_acc`` (and ``best_test_acc``, the
+    same single number) is that of the final evaluation on the test set."""
     evals = [r for r in history if r["kind"] == "eval"]
     train = [r for r in history if r["kind"] == "train"]
-    acc = np.array([_num(r.get("test_acc")) for r in evals])
+    tests = [r for r in history if r["kind"] == "test"]
+    scored = [r for r in history if r["kind"] in ("eval", "test") and "test_acc" in r]
+    acc = np.array([_num(r.get("test_acc")) for r in scored])
     cos = [_num(r["grad_cosine"]) for r in evals if "grad_cosine" in r]
     energy = [_num(r["energy_J"]) for r in train if "energy_J" in r]
     latency = [_num(r["latency_s"]) for r in train if "latency_s" in r]
@@ -255,9 +286,15 @@ def summarize(history: list[dict], label: str, seconds: float, steps_run: int,
     }
     # Why a field is NaN: nothing to compute it from (the reason of _REASONS), or the records
     # held non-finite values (a diverged run).
-    empty = {"final_test_acc": not evals, "best_test_acc": not evals, "grad_cosine_mean": not cos,
+    if tests or any("val_acc" in r for r in evals):
+        val = np.array([_num(r.get("val_acc")) for r in evals if "val_acc" in r])
+        s["final_val_acc"] = float(val[-1]) if val.size else nan
+        s["best_val_acc"] = float(np.nanmax(val)) if np.isfinite(val).any() else nan
+        s["test_samples"] = int(tests[-1]["test_samples"]) if tests else 0
+    empty = {"final_test_acc": not scored, "best_test_acc": not scored, "grad_cosine_mean": not cos,
              "grad_cosine_min": not cos, "grad_cosine_final": not cos, "steps_per_second": True,
-             "energy_per_step_J": not energy, "latency_per_step_s": not latency}
+             "energy_per_step_J": not energy, "latency_per_step_s": not latency,
+             "final_val_acc": not evals, "best_val_acc": not evals}
     for k, v in list(s.items()):
         if isinstance(v, float) and not math.isfinite(v):
             s[f"{k}_reason"] = _REASONS[k] if empty.get(k) else "non-finite values in the metrics"
@@ -374,6 +411,8 @@ def fit(
     """
     label = label or parts.label
     data, log = parts.data, log or (lambda msg: None)
+    total, per_epoch = total_steps(cfg, data), steps_per_epoch(cfg, data)
+    split, x_eval, y_eval = data.eval_split
     out = Path(out_dir) if out_dir is not None else None
     model, state, start, history = parts.model, parts.updater.init(parts.model), 0, []
     scales0 = np.asarray(_leaf_scales(parts.model), dtype=np.float64)
@@ -384,7 +423,7 @@ def fit(
         if out is None:
             raise ValueError("resume needs the run's output directory (out_dir)")
         (model, state), meta = load_checkpoint(out, (model, state), legacy=False,
-                                               check=lambda meta: _check_resumable(cfg, meta, out))
+                                               check=lambda meta: _check_resumable(cfg, meta, out, total))
         start = meta["step"]
         mlog, history = MetricsLog.resume(out / METRICS, meta)
         log(f"resumed from step {start} in {out}")
@@ -412,9 +451,10 @@ def fit(
 
     def do_eval(k, m):
         m = stability.ema_model(m, state)  # the parameter EMA when the run keeps one
-        rec = {"kind": "eval", "step": k,
-               **evaluate(m, parts.cost, parts.relaxation, data.x_test, data.y_test, eval_key)}
-        if parts.probe is not None and (k % cfg.probe_every == 0 or k == cfg.steps):
+        scores = evaluate(m, parts.cost, parts.relaxation, x_eval, y_eval, eval_key)
+        rec = {"kind": "eval", "step": k, **({"split": split} if split != "test" else {}),
+               **_split_keys(scores, split)}
+        if parts.probe is not None and (k % cfg.probe_every == 0 or k == total):
             rec.update(gradient_probe(m, parts.cost, parts.relaxation, parts.probe, probe_x,
                                       probe_y, eval_key))
         return record(rec)
@@ -430,9 +470,11 @@ def fit(
     saved = start if resume else -1
     diverged = None
     t0 = time.perf_counter()
-    bar = tqdm(total=cfg.steps, initial=start, disable=not progress, desc=label, unit="step")
+    bar = tqdm(total=total, initial=start, disable=not progress, desc=label, unit="step")
+    acc_key = "val_acc" if split != "test" else "test_acc"
+    last_acc = next((_num(r.get(acc_key)) for r in reversed(history) if r["kind"] == "eval"), float("nan"))
     try:
-        for k in range(start, cfg.steps):
+        for k in range(start, total):
             idx = data.batch_indices(k, cfg.batch_size, cfg.seed)
             new_model, new_state, m = step_fn(model, state, jnp.asarray(data.x_train[idx]),
                                               jnp.asarray(data.y_train[idx]), streams.step(k))
@@ -446,10 +488,12 @@ def fit(
             model, state = new_model, new_state
             _log_gated(rec, cfg.gate, log)
             done = k + 1
-            if done % cfg.eval_every == 0 or done == cfg.steps:
-                ev = do_eval(done, model)
-                bar.set_postfix(loss=f"{_num(rec['loss']):.3f}", test_acc=f"{_num(ev['test_acc']):.3f}")
-            if mlog is not None and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
+            if done % cfg.eval_every == 0 or done == total:
+                last_acc = _num(do_eval(done, model)[acc_key])
+            # tqdm adds step/total and the ETA; the postfix is redrawn with the bar's own refresh.
+            bar.set_postfix({"epoch": f"{k // per_epoch + 1}/{-(-total // per_epoch)}",
+                             "loss": f"{_num(rec['loss']):.3f}", acc_key: f"{last_acc:.3f}"}, refresh=False)
+            if mlog is not None and (done % cfg.checkpoint_every == 0 or done == total):
                 checkpoint(done, model, state, mlog.mark())
                 saved = done
             good = (done, model, state, mlog.mark() if mlog else None)
@@ -463,7 +507,11 @@ def fit(
         raise TrainingInterrupted(interrupted_message(step, saved, out if mlog is not None else None)) from None
     bar.close()
     seconds = time.perf_counter() - t0
-    summary = summarize(history, label, seconds, (diverged["step"] - 1 if diverged else cfg.steps) - start,
+    if data.has_validation:  # the held-out test set is scored once, on the final model
+        m = stability.ema_model(model, state)
+        record({"kind": "test", "step": good[0], "test_samples": int(len(data.y_test)),
+                **evaluate(m, parts.cost, parts.relaxation, data.x_test, data.y_test, eval_key)})
+    summary = summarize(history, label, seconds, (diverged["step"] - 1 if diverged else total) - start,
                         diverged)
     if out is not None:
         write_json(out / "summary.json", summary)
@@ -481,8 +529,10 @@ def _log_gated(rec: dict, gate: bool, log) -> None:
             f"(max residual {_num(rec['nudged_residual_max']):.2e}); {what}")
 
 
-def _check_resumable(cfg: TrainConfig, meta: dict, out: Path) -> None:
-    """Refuse a checkpoint written with another configuration or past ``cfg.steps``."""
+def _check_resumable(cfg: TrainConfig, meta: dict, out: Path, total: int | None = None) -> None:
+    """Refuse a checkpoint written with another configuration or past the run's ``total``
+    steps (default ``cfg.steps``)."""
+    total = cfg.steps if total is None else total
     saved = meta.get("config") if isinstance(meta.get("config"), dict) else {}
     now = cfg.to_dict()
     diff = sorted(k for k in now if k not in RESUMABLE_CHANGES and now[k] != saved.get(k))
@@ -491,7 +541,9 @@ def _check_resumable(cfg: TrainConfig, meta: dict, out: Path) -> None:
             f"cannot resume from {out / STATE}: it was written with a different configuration in "
             + ", ".join(f"{k} (checkpoint {saved.get(k)!r}, now {now[k]!r})" for k in diff)
         )
-    if meta["step"] > cfg.steps:
+    if meta["step"] > total:
         raise CheckpointError(
-            f"{out / STATE}: the checkpoint is at step {meta['step']}, beyond steps = {cfg.steps}; "
-            f"resume with steps >= {meta['step']} (--steps {meta['step']} finishes the run as it was)")
+            f"{out / STATE}: the checkpoint is at step {meta['step']}, beyond steps = {total}"
+            + (f" (epochs = {cfg.epochs})" if cfg.epochs > 0 else "")
+            + f"; resume with steps >= {meta['step']} (--steps {meta['step']} finishes the run as it was"
+            + (", with --epochs 0)" if cfg.epochs > 0 else ")"))

@@ -6,10 +6,12 @@ from typing import Callable
 
 from analogeq.data.dataset import Dataset
 from analogeq.data.digits import load_digits
+from analogeq.data.mnist import load_fashion_mnist, load_mnist
 from analogeq.data.parity import load_parity
 from analogeq.data.text import CharVocab, load_charlm, read_text
 
-TASKS = {"digits": load_digits, "parity": load_parity, "charlm": load_charlm}
+TASKS = {"digits": load_digits, "parity": load_parity, "charlm": load_charlm, "mnist": load_mnist,
+         "fashion-mnist": load_fashion_mnist}
 """Task name (``TrainConfig.task``, ``--task``) -> loader returning a :class:`Dataset`; extended
 by :func:`register_task`."""
 
@@ -57,5 +59,5 @@ def load_task(name: str, **kwargs) -> Dataset:
     return data
 
 
-__all__ = ["CharVocab", "Dataset", "TASKS", "load_charlm", "load_digits", "load_parity", "load_task",
-           "read_text", "register_task"]
+__all__ = ["CharVocab", "Dataset", "TASKS", "load_charlm", "load_digits", "load_fashion_mnist", "load_mnist",
+           "load_parity", "load_task", "read_text", "register_task"]

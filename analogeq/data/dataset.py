@@ -1,4 +1,4 @@
-"""A fixed train/test split held as NumPy arrays."""
+"""A fixed train/test split (with an optional validation split) held as NumPy arrays."""
 
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ class Dataset:
         y_train, y_test: integer labels, shape ``(n,)``.
         n_classes: number of classes.
         name: task name.
+        x_val, y_val: an optional validation split held out of the training data (``None``:
+            none). When present, the training loop evaluates on it periodically and on the test
+            set once at the end (see :attr:`eval_split`).
     """
 
     x_train: np.ndarray
@@ -24,6 +27,25 @@ class Dataset:
     y_test: np.ndarray
     n_classes: int
     name: str
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+
+    def __post_init__(self):
+        if (self.x_val is None) != (self.y_val is None):
+            raise ValueError("Dataset: x_val and y_val must both be given or both be None")
+
+    @property
+    def has_validation(self) -> bool:
+        """Whether a validation split is held out."""
+        return self.y_val is not None
+
+    @property
+    def eval_split(self) -> tuple[str, np.ndarray, np.ndarray]:
+        """``(name, x, y)`` of the split evaluated during training: ``"validation"`` when one is
+        held out, else ``"test"``."""
+        if self.has_validation:
+            return "validation", self.x_val, self.y_val
+        return "test", self.x_test, self.y_test
 
     @property
     def n_features(self) -> int:

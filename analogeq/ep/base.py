@@ -62,18 +62,21 @@ def phase(model, key):
     return model.sample_phase(k_read), k_noise
 
 
-def free_phase(model, relaxation: AbstractRelaxation, xs: Array, key=None) -> RelaxResult:
+def free_phase(model, relaxation: AbstractRelaxation, xs: Array, key=None, *, keys=None) -> RelaxResult:
     """Batched free phase: settle ``F(s; x_b)`` from ``model.init_state(x_b)``.
 
-    ``key`` (optional) draws each sample's read noise and relaxation noise.
+    ``key`` (optional) draws each sample's read noise and relaxation noise; ``keys`` gives the
+    per-sample keys (``sample_keys(key, n)``) directly instead, so a batch evaluated in chunks
+    sees the noise it would see in one piece.
     """
     model.check_input(xs[0])
+    keys = sample_keys(key, xs.shape[0]) if keys is None else keys
 
     def one(x, k):
         m, k_noise = phase(model, k)
         return relaxation.free(FreeTerm(m, x, m.noise()), m.init_state(x), key=k_noise)
 
-    return relaxation.batched(one)(xs, sample_keys(key, xs.shape[0]))
+    return relaxation.batched(one)(xs, keys)
 
 
 class AbstractEstimator(eqx.Module):
