@@ -535,6 +535,8 @@ def _check_resumable(cfg: TrainConfig, meta: dict, out: Path, total: int | None 
     total = cfg.steps if total is None else total
     saved = meta.get("config") if isinstance(meta.get("config"), dict) else {}
     now = cfg.to_dict()
+    # A field added after the checkpoint was written held its default then.
+    saved = {**TrainConfig().to_dict(), **saved} if saved else saved
     diff = sorted(k for k in now if k not in RESUMABLE_CHANGES and now[k] != saved.get(k))
     if diff:
         raise ValueError(

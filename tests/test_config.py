@@ -44,7 +44,7 @@ BAD = [(name, v) for name, spec in FIELDS.items() for v in _bad_values(spec)]
 
 
 def test_every_field_has_help_unit_and_a_section():
-    assert len(FIELDS) == 52 and len(BAD) > 250
+    assert len(FIELDS) == 54 and len(BAD) > 250
     for name, spec in FIELDS.items():
         assert len(spec.doc) > 8, name
         assert sum(name in cls.field_names() for cls in SECTIONS.values()) == 1, name
@@ -80,7 +80,7 @@ def test_flat_access_replace_and_sections():
         cfg.section("chip")
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.lr = 1.0  # type: ignore[misc]
-    assert cfg.to_dict()["hidden"] == [32, 16] and len(cfg.to_dict()) == 52
+    assert cfg.to_dict()["hidden"] == [32, 16] and len(cfg.to_dict()) == 54
     assert cfg.to_sections()["optimizer"]["lr"] == 1e-3
 
 
@@ -162,7 +162,7 @@ def test_options_feed_the_command_line():
     from analogeq.cli import build_parser
 
     opts = {name: (default, doc) for name, default, doc, _ in TrainConfig.options()}
-    assert len(opts) == 52 and opts["lr"] == (2e-3, "learning rate")
+    assert len(opts) == 54 and opts["lr"] == (2e-3, "learning rate")
     help_text = " ".join(build_parser()._subparsers._group_actions[0].choices["train"].format_help().split())
     for name in ("lr", "hidden", "stop_at_tol", "jacreg_ema"):
         assert "--" + name.replace("_", "-") in help_text

@@ -305,3 +305,15 @@ def test_short_mnist_run_beats_chance_and_scores_the_full_test_set(tmp_path):
     assert [r["step"] for r in recs if r["kind"] == "eval"] == [0, 20, 40]
     assert all(r["split"] == "validation" and "test_acc" not in r for r in recs if r["kind"] == "eval")
     assert recs[-1]["kind"] == "test" and recs[-1]["test_acc"] == s["final_test_acc"]
+
+
+def test_a_checkpoint_written_before_the_new_fields_still_resumes(tmp_path):
+    from analogeq.training import _check_resumable
+
+    cfg = TrainConfig(steps=10)
+    old = {k: v for k, v in cfg.to_dict().items() if k not in ("data_dir", "epochs")}
+    _check_resumable(cfg, {"step": 5, "config": old}, tmp_path)  # defaults then: no difference
+    with pytest.raises(ValueError, match="data_dir"):
+        _check_resumable(cfg.replace(data_dir="x"), {"step": 5, "config": old}, tmp_path)
+    with pytest.raises(Exception, match="beyond steps = 4"):
+        _check_resumable(cfg.replace(steps=4), {"step": 5, "config": old}, tmp_path)

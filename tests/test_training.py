@@ -75,7 +75,7 @@ def test_unconverged_steps_are_reported_and_gated(tmp_path):
      ({"cost": "hinge"}, "unknown cost"), ({"eps": 0.0}, "eps"), ({"beta": 0.0}, "beta"),
      ({"ep_kind": "holomorphic", "n_points": 1}, "n_points"), ({"correction": "x"}, "unknown correction"),
      ({"hidden": (0,)}, "hidden"), ({"T1": 0}, "T1"), ({"asymmetry": 2.0}, "asymmetry"),
-     ({"task": "mnist"}, "unknown task"), ({"dtype": "float16"}, "dtype")],
+     ({"task": "imagenet"}, "unknown task"), ({"dtype": "float16"}, "dtype")],
 )
 def test_config_rejects_bad_values(kw, match):
     with pytest.raises(ValueError, match=match):
@@ -91,7 +91,7 @@ def test_config_toml_round_trip_and_unknown_keys(tmp_path):
     with pytest.raises(ValueError, match="bogus"):
         TrainConfig.from_toml(p)
     with pytest.raises(ValueError, match="unknown task"):
-        load_task("mnist")
+        load_task("imagenet")
 
 
 @pytest.mark.parametrize("estimator", ["implicit", "bptt", "energy-ep"])
