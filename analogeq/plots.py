@@ -25,7 +25,8 @@ def _series(history, kind, key):
 
 
 def plot_learning_curves(runs: dict[str, list[dict]], path: str | Path) -> Path:
-    """Test accuracy, training loss and gradient cosine vs step, one line per run.
+    """Test accuracy (or validation accuracy and the final test-set score, for a data set with a
+    validation split), training loss and gradient cosine vs step, one line per run.
 
     Args:
         runs: label -> metrics records (as in ``metrics.jsonl``).
@@ -33,7 +34,13 @@ def plot_learning_curves(runs: dict[str, list[dict]], path: str | Path) -> Path:
     """
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     for label, hist in runs.items():
-        axes[0].plot(*_series(hist, "eval", "test_acc"), marker="o", ms=3, label=label)
+        # A data set with a validation split: periodic validation scores, one final test score.
+        val = any("val_acc" in r for r in hist if r["kind"] == "eval")
+        axes[0].plot(*_series(hist, "eval", "val_acc" if val else "test_acc"), marker="o", ms=3,
+                     label=f"{label} (validation)" if val else label)
+        test = _series(hist, "test", "test_acc")
+        if test[0]:
+            axes[0].plot(*test, marker="*", ms=10, ls="none", label=f"{label} (test set)")
         axes[1].plot(*_series(hist, "train", "loss"), lw=0.8, label=label)
         axes[2].plot(*_series(hist, "eval", "grad_cosine"), marker="o", ms=3, label=label)
     axes[0].set(xlabel="training step", ylabel="test accuracy", title="Test accuracy")
