@@ -7,7 +7,9 @@ nonlinearity output, or ``v_unit`` for a bias column) to both devices of pair ``
 whose outputs are subtracted, giving ``I_i = sum_j (G+_ij - G-_ij) V_j``. Each device therefore
 has ``V_j`` across it and dissipates ``G V_j^2``, whatever the sign of the weight: a tile
 dissipates ``sum_ij (G+_ij + G-_ij) V_j^2`` (:meth:`analogeq.hardware.Tile.read_power`) for as
-long as it is driven.
+long as it is driven. With digital tile summation (``crossbar.tile_sum = "digital"``) every
+physical tile's partial outputs also go through their own ADCs for the whole window
+(:func:`partial_sum_conversions`), charged with the other ADC conversions.
 
 Over a settle the drives are the settled ones held for the whole window: exact for the input
 tile (the DAC output is constant), an upper estimate for tiles driven by neurons that approach
@@ -17,10 +19,11 @@ against the settling itself.
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
 from analogeq.hardware.chip import Chip
-from analogeq.hardware.tile import Tile
+from analogeq.hardware.tile import Tile, tile_grid
 
 
 def tile_read_energy(tile: Tile, v_in: Float[ArrayLike, " c"],
@@ -47,3 +50,25 @@ def chip_read_energy(chip: Chip, x: Float[Array, " n_in"], s: Float[Array, " n_s
     ``window`` [s] (see the module docstring)."""
     return sum(tile_read_energy(t, v, window)
                for t, v in zip(chip.tiles(), column_voltages(chip, x, s)))
+
+
+def partial_sum_lines(chip: Chip) -> int:
+    """Sense lines whose partial outputs a ``crossbar.tile_sum = "digital"`` chip digitizes: each
+    physical tile's own rows (a layer of ``n`` neurons over ``k`` tile columns has ``n k``);
+    ``0`` with analog summation."""
+    cb = chip.config.crossbar
+    if cb.tile_sum != "digital":
+        return 0
+    return sum(t.g_pos.shape[0] * (tile_grid(t.g_pos.shape, cb)[1] if t.g_pos.ndim == 2 else 1)
+               for t in chip.tiles())
+
+
+def partial_sum_conversions(chip: Chip, window: Float[ArrayLike, ""]) -> Float[Array, ""]:
+    """Partial-sum ADC conversions over a settle ``window`` [s] with digital tile summation:
+    the relaxation's loop closes through those ADCs, so every partial-sum line converts once
+    per ``energy.adc_time`` for the whole window (``partial_sum_lines * ceil(window /
+    adc_time)``); ``0`` with analog summation."""
+    lines = partial_sum_lines(chip)
+    if lines == 0:
+        return 0
+    return lines * jnp.ceil(jnp.asarray(window) / chip.config.energy.adc_time)

@@ -17,7 +17,7 @@ from jaxtyping import Array, ArrayLike, Float
 from analogeq.emulator import RelaxResult
 from analogeq.energy.breakdown import with_totals
 from analogeq.energy.converters import adc_energy, adc_read_time, dac_energy
-from analogeq.energy.crossbar import chip_read_energy
+from analogeq.energy.crossbar import chip_read_energy, partial_sum_conversions
 from analogeq.energy.neuron import charging_energy, leak_energy
 from analogeq.hardware.chip import Chip
 
@@ -56,17 +56,18 @@ def settle_breakdown(chip: Chip, x: Float[Array, " n_in"], s: Float[Array, " n_s
     en, p = cfg.energy, cfg.periphery
     layers = list(chip.sizes[1:]) if read == "all" else [chip.sizes[-1]]
     n_adc, n_dac = sum(layers), chip.sizes[0]
+    n_partial = partial_sum_conversions(chip, window)
     parts = phase_energy(chip, x, s, window)
     parts.update({
         "dac_J": dac_energy(en, p.dac_bits, n_dac),
-        "adc_J": adc_energy(en, p.adc_bits, n_adc),
+        "adc_J": adc_energy(en, p.adc_bits, n_adc) + adc_energy(en, cfg.crossbar.tile_adc_bits, n_partial),
         "programming_J": 0.0,
         "settle_s": window,
         "dac_s": en.dac_time,
         "adc_s": adc_read_time(en, layers),
         "programming_s": 0.0,
         "dac_conversions": n_dac,
-        "adc_conversions": n_adc,
+        "adc_conversions": n_adc + n_partial,
         "pulses": 0,
         "pulse_rounds": 0,
     })

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 
 from analogeq.energy.breakdown import with_totals
 from analogeq.energy.converters import adc_energy, adc_read_time, dac_energy
-from analogeq.energy.crossbar import chip_read_energy
+from analogeq.energy.crossbar import chip_read_energy, partial_sum_conversions
 from analogeq.energy.neuron import charging_energy, leak_energy
 from analogeq.energy.pulses import programming_rounds, total_pulses
 from analogeq.energy.settle import node_voltages
@@ -76,6 +76,8 @@ def train_step_breakdown(chip: Chip, betas, est, pulses: tuple) -> dict:
     dac_rounds = 1 + (1 if k else 0) + (0 if per.sample_hold else k)
     n_dac = batch * (n_in + (n_out if k else 0) + (0 if per.sample_hold else k * n_neurons))
     n_adc = batch * (1 + k) * n_neurons
+    n_partial = partial_sum_conversions(chip, on_time)
+    n_partial = n_partial if isinstance(n_partial, int) else jnp.sum(n_partial)
     n_pulses = total_pulses(pulses)
     rounds = programming_rounds(pulses)
     return with_totals({
@@ -83,14 +85,14 @@ def train_step_breakdown(chip: Chip, betas, est, pulses: tuple) -> dict:
         "crossbar_read_J": jnp.sum(xbar),
         "leak_J": jnp.sum(leak),
         "dac_J": dac_energy(en, per.dac_bits, n_dac),
-        "adc_J": adc_energy(en, per.adc_bits, n_adc),
+        "adc_J": adc_energy(en, per.adc_bits, n_adc) + adc_energy(en, cfg.crossbar.tile_adc_bits, n_partial),
         "programming_J": n_pulses * en.pulse_energy,
         "settle_s": jnp.sum(on_time),
         "dac_s": batch * dac_rounds * en.dac_time,
         "adc_s": batch * (1 + k) * adc_read_time(en, chip.sizes[1:]),
         "programming_s": rounds * en.pulse_width,
         "dac_conversions": n_dac,
-        "adc_conversions": n_adc,
+        "adc_conversions": n_adc + n_partial,
         "pulses": n_pulses,
         "pulse_rounds": rounds,
     })

@@ -103,15 +103,15 @@ class Chip(_Layered):
     def drive(self, v: Array, x: Array) -> Array:
         """``sum_j W_ij u_j + b_i`` for every neuron (units of ``v_unit``): each layer's forward,
         bias and feedback tile read (:meth:`Tile.read`) onto its neurons' nodes."""
-        cb = self.config.crossbar
+        cb, vu = self.config.crossbar, self.config.neuron.v_unit
         inputs = self.tile_inputs(x, v)
         n, nf = len(self.forward), len(self.feedback)
         fwd, fb, bias = inputs[:n], inputs[n:n + nf], inputs[n + nf:]
         out = []
         for l in range(n):
-            d = self.forward[l].read(fwd[l], cb) + self.biases[l].read(bias[l], cb)
+            d = self.forward[l].read(fwd[l], cb, v_unit=vu) + self.biases[l].read(bias[l], cb, v_unit=vu)
             if l < nf:
-                d = d + self.feedback[l].read(fb[l], cb)
+                d = d + self.feedback[l].read(fb[l], cb, v_unit=vu)
             out.append(d)
         return jnp.concatenate(out)
 
@@ -208,7 +208,9 @@ class Chip(_Layered):
         Node: the leak conductance's Johnson noise (two-sided PSD ``2 k T g_leak``) gives
         ``sqrt(2 k T / C) / v_unit``, so an isolated node has variance ``kT / C``. Crossbar:
         each row's devices (PSD ``2 k T sum G``) through the ``1/G_ref`` stage give
-        ``sqrt(2 k T sum_j G_ij / tau) / (G_ref v_unit)``, entering the node (or the amplifier).
+        ``sqrt(2 k T sum_j G_ij / tau) / (G_ref v_unit)``, entering the node (or the amplifier);
+        with per-tile gains each tile's devices count with its gain squared
+        (:meth:`Tile.noise_conductance`).
         """
         cfg = self.config
         kt = K_B * cfg.noise.temperature
@@ -222,7 +224,7 @@ class Chip(_Layered):
             rows = []
             for l in range(len(self.sizes) - 1):
                 g = [self.forward[l], self.biases[l]] + ([self.feedback[l]] if l < len(self.feedback) else [])
-                rows.append(sum(t.line_conductance() for t in g))
+                rows.append(sum(t.noise_conductance(cfg.crossbar) for t in g))
             gsum = jnp.concatenate(rows)
             xbar = jnp.sqrt(2 * kt * gsum / self.tau) / (cfg.crossbar.G_ref * vu)
         if not self.has_pole:

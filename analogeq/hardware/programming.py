@@ -59,7 +59,7 @@ def program(target, lo, hi, cb: CrossbarConfig, key, rounding: str = "nearest", 
 def write_tile(tile: Tile, delta_w, cb: CrossbarConfig, key, rounding: str) -> Tile:
     """Apply a weight change ``delta_w`` to a tile, split evenly over the + and - device."""
     kp, kn = jax.random.split(key)
-    half = delta_w * cb.G_ref / 2
+    half = tile.device_step(delta_w, cb) * cb.G_ref / 2
     g_pos = program(tile.g_pos + half, tile.lo[0], tile.hi[0], cb, kp, rounding, tile.g_pos)
     g_neg = program(tile.g_neg - half, tile.lo[1], tile.hi[1], cb, kn, rounding, tile.g_neg)
     return eqx.tree_at(lambda t: (t.g_pos, t.g_neg), tile, (g_pos, g_neg))

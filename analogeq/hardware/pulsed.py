@@ -39,7 +39,7 @@ from analogeq.devices.schemes import (
 )
 from analogeq.hardware.chip import Chip
 from analogeq.hardware.config import ChipConfig
-from analogeq.hardware.tile import Tile
+from analogeq.hardware.tile import Tile, auto_gains, expand_tiles
 from analogeq.updaters import AbstractUpdater
 
 UPDATES = ("deterministic", "stochastic", "mixed", "tiki-taka")
@@ -72,13 +72,20 @@ def attach_devices(chip: Chip, device: AbstractDevice, key) -> Chip:
     g0 = _reference(cb, device)
     keys = jax.random.split(key, len(chip.tiles()))
 
+    w_min, w_max = _range(device)
+
     def attach(k: int, tile: Tile) -> Tile:
         st = device.sample(keys[k], tile.g_pos.shape, tile.g_pos.dtype)
-        w = jnp.clip(tile.weight(cb.G_ref), st.b_min, st.b_max)
+        gain = tile.gain
+        if cb.tile_gain == "auto":  # the device's own range sets the gains
+            gain = auto_gains(tile.weights(cb) / tile.scale, cb, min(-w_min, w_max))
+        held = tile.weight(cb.G_ref) if gain is None else (
+            tile.weights(cb) / (tile.scale * expand_tiles(gain, tile.g_pos.shape, cb)))
+        w = jnp.clip(held, st.b_min, st.b_max)
         ref = jnp.full_like(w, g0)
         return Tile(g_pos=ref, g_neg=ref, lo=jnp.stack([ref + st.b_min * cb.G_ref, ref]),
                     hi=jnp.stack([ref + st.b_max * cb.G_ref, ref]), device=st,
-                    scale=tile.scale).with_weight(w, cb.G_ref)
+                    scale=tile.scale, gain=gain).with_weight(w, cb.G_ref)
 
     return chip.map_tiles(attach)
 
@@ -157,7 +164,9 @@ class PulsedUpdater(AbstractUpdater):
         g_ref = chip.config.crossbar.G_ref
         mp = MixedPrecision(dw_min=self.device.dw_min, max_pulses=self.max_pulses)
         new_w, chis, counts = [], [], []
+        cb = chip.config.crossbar
         for t, d, chi, c, k in zip(chip.tiles(), dws, state["chi"], state["pulses"], keys):
+            d = t.device_step(d, cb)  # pulses move the device weight, the read applies its gain
             if self.update_scheme == "mixed":
                 acc, n = mp.counts(MixedPrecisionState(chi, c), d)
                 chi = acc.chi
@@ -169,6 +178,10 @@ class PulsedUpdater(AbstractUpdater):
         return new_w, {"opt": opt, "chi": tuple(chis), "pulses": tuple(counts)}
 
     def _rank_one(self, chip, state, keys, estimate):
+        if any(t.gain is not None for t in chip.tiles()):
+            raise ValueError(f"update {self.update_scheme!r} pulses rank-one coincidences at one "
+                             "learning rate per array; with per-tile gains (crossbar.tile_gain = "
+                             "'auto') use update 'mixed' or 'deterministic'")
         if estimate is None or estimate.weighted is None:
             raise ValueError(f"update {self.update_scheme!r} writes per-sample rank-one pulses and "
                              "needs a force-form estimator (ep or implicit), not bptt or energy-ep")

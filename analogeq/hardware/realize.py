@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
 from analogeq.hardware.chip import Chip
 from analogeq.hardware.config import ChipConfig
 from analogeq.hardware.programming import program
-from analogeq.hardware.tile import Tile
+from analogeq.hardware.tile import Tile, auto_gains, expand_tiles
 from analogeq.models.layered import LeakyNetwork
 
 
@@ -22,15 +24,19 @@ def _bounds(key, shape, cb, dtype):
 
 
 def map_tile(w, cb, key, scale: float = 1.0) -> Tile:
-    """Program device-pair weights ``w`` (dimensionless, ``(G+ - G-) / G_ref``) as differential
-    pairs around the mid conductance; the tile reads ``scale w`` (its stage gain
-    :attr:`Tile.scale`)."""
+    """Program weights ``w`` (dimensionless) as differential pairs around the mid conductance.
+
+    The tile reads ``scale w`` (its stage gain :attr:`Tile.scale`): its devices hold ``w``
+    as ``(G+ - G-) / G_ref``, or with ``crossbar.tile_gain = "auto"`` ``w / gain_t`` on
+    physical tile ``t`` (:func:`auto_gains`, stored in :attr:`Tile.gain`)."""
     kb, kp, kn = jax.random.split(key, 3)
     lo, hi = _bounds(kb, w.shape, cb, w.dtype)
+    gain = auto_gains(w, cb, cb.w_max) if cb.tile_gain == "auto" else None
+    held = w if gain is None else w / expand_tiles(gain, w.shape, cb)
     mid = (cb.G_min + cb.G_max) / 2
-    g_pos = program(mid + w * cb.G_ref / 2, lo[0], hi[0], cb, kp)
-    g_neg = program(mid - w * cb.G_ref / 2, lo[1], hi[1], cb, kn)
-    return Tile(g_pos=g_pos, g_neg=g_neg, lo=lo, hi=hi, scale=scale)
+    g_pos = program(mid + held * cb.G_ref / 2, lo[0], hi[0], cb, kp)
+    g_neg = program(mid - held * cb.G_ref / 2, lo[1], hi[1], cb, kn)
+    return Tile(g_pos=g_pos, g_neg=g_neg, lo=lo, hi=hi, scale=scale, gain=gain)
 
 
 def realize(model: LeakyNetwork, config: ChipConfig, key) -> Chip:
@@ -49,7 +55,7 @@ def realize(model: LeakyNetwork, config: ChipConfig, key) -> Chip:
             "(a Hopfield energy's rho'(s) factor has no crossbar circuit here)"
         )
     cb, nc = config.crossbar, config.neuron
-    limit = cb.w_max
+    limit = math.inf if cb.tile_gain == "auto" else cb.w_max  # auto gains fit every tile
     for name, ws in (("weights", model.weights), ("feedback", model.feedback), ("biases", model.biases)):
         for l, w in enumerate(ws):
             if not isinstance(w, jax.core.Tracer) and float(jnp.max(jnp.abs(w))) > limit + 1e-12:

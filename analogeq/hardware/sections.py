@@ -31,6 +31,12 @@ from analogeq.hardware.constants import K_B
 from analogeq.spec import ConfigError, Spec, boolean, choice, integer, real
 
 MAX_LEVELS = 1 << 16
+
+MAX_TILE = 1 << 16
+"""Largest physical tile side (lines); larger is a typo (a tile's wires would be centimetres)."""
+
+TILE_SUMS = ("analog", "digital")
+TILE_GAINS = ("fixed", "auto")
 """Most programmable levels per device (16 bits; the finest multi-level cells reported store
 a few bits)."""
 
@@ -81,6 +87,24 @@ class CrossbarConfig(Spec):
             read conductance is as often negative as not). Default ``0.0``.
         thermal_noise: Johnson current noise of every device, PSD ``4 k_B T G`` [A^2/Hz]
             (temperature from :class:`NoiseConfig`). Default ``False``.
+        tile_rows, tile_cols: size of one physical tile, sense lines (neurons) x drive lines
+            (inputs); a layer's crossbar larger than that is split over a grid of tiles. ``0``
+            = unbounded (a layer is one tile). Default ``0``.
+        tile_sum: how the partial outputs of the tiles feeding one neuron add: ``"analog"``
+            (their currents summed on the neuron's node) or ``"digital"`` (each tile's output
+            digitized by its own ADC, then summed; ADCs of ``tile_adc_bits`` over
+            ``+-tile_adc_range``). Default ``"analog"``.
+        tile_adc_bits: resolution of a tile's partial-sum ADC (``tile_sum = "digital"``), in
+            ``1..16``. Default ``8``.
+        tile_adc_range: full scale of a tile's partial-sum ADC, ``+-tile_adc_range`` [V], ``> 0``.
+            Default ``1.0``.
+        tile_gain: transimpedance gain of each tile: ``"fixed"`` (every tile ``1 / G_ref``) or
+            ``"auto"`` (chosen at programming time from the weights the tile holds, so that
+            ``gain_headroom`` times its largest ``|w|`` spans the conductance window: a tile of
+            small weights uses its levels on them). Default ``"fixed"``.
+        gain_headroom: with ``tile_gain = "auto"``, the factor by which the weights of a tile may
+            grow past the largest one programmed before its devices reach their bounds, in
+            ``[1, 1000]``. Default ``2.0``.
     """
 
     _section: ClassVar[str] = "crossbar"
@@ -100,6 +124,22 @@ class CrossbarConfig(Spec):
     )
     read_noise: float = real(0.0, "relative std of G per MVM read", "", ge=0.0, le=1.0)
     thermal_noise: bool = boolean(False, "Johnson current noise sqrt(4 k_B T G) per device")
+    tile_rows: int = integer(0, "sense lines (neurons) of one physical tile; 0 = a layer is one tile",
+                             ge=1, le=MAX_TILE, also=(0,), allowed=f"0 (unbounded) or 1..{MAX_TILE}")
+    tile_cols: int = integer(0, "drive lines (inputs) of one physical tile; 0 = a layer is one tile",
+                             ge=1, le=MAX_TILE, also=(0,), allowed=f"0 (unbounded) or 1..{MAX_TILE}")
+    tile_sum: str = choice("analog", "partial outputs of tiles feeding one neuron: analog (currents "
+                           "summed on its node) or digital (one ADC per tile, summed digitally)",
+                           TILE_SUMS)
+    tile_adc_bits: int = integer(8, "resolution of each tile's partial-sum ADC (tile_sum = digital)",
+                                 ge=1, le=16)
+    tile_adc_range: float = real(1.0, "full scale +-tile_adc_range of a tile's partial-sum ADC", "V",
+                                 gt=0.0)
+    tile_gain: str = choice("fixed", "transimpedance gain per tile: fixed (1/G_ref) or auto (set at "
+                            "programming from the tile's weights, gain_headroom x max|w| spans the "
+                            "conductance window)", TILE_GAINS)
+    gain_headroom: float = real(2.0, "tile_gain = auto: growth room of a tile's weights past the "
+                                "largest programmed |w|", "", ge=1.0, le=1000.0)
 
     _G_ref_auto: bool = field(default=False, init=False, repr=False, compare=False)
 
@@ -409,7 +449,8 @@ SECTIONS: dict[str, type[Spec]] = {
 # --------------------------------------------------------------------------------------------
 
 TRACED_FIELDS: dict[str, tuple[str, ...]] = {
-    "crossbar": ("G_min", "G_max", "G_ref", "n_levels", "prog_noise", "d2d_bounds", "read_noise"),
+    "crossbar": ("G_min", "G_max", "G_ref", "n_levels", "prog_noise", "d2d_bounds", "read_noise",
+                 "tile_adc_range", "gain_headroom"),
     "neuron": ("rail", "v_unit", "offset_sigma", "gain_sigma"),
     "periphery": ("dac_range", "adc_range"),
     "noise": ("temperature",),

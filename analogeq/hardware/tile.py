@@ -21,6 +21,15 @@ device, ``G-`` a fixed reference device at the conductance of weight 0, as aihwk
 unit cell: Rasch et al., AICAS 2021; :func:`analogeq.hardware.pulsed.attach_devices`), which
 are written with :meth:`Tile.with_weight`.
 
+A :class:`Tile` holds one layer's crossbar, laid out on physical tiles of
+``crossbar.tile_rows x crossbar.tile_cols`` device pairs (``0`` = unbounded: one physical tile).
+Each physical tile has its own transimpedance stage, so its own gain :attr:`Tile.gain` (with
+``crossbar.tile_gain = "auto"`` set at programming time from the weights it holds, the per-array
+weight scaling of Rasch et al., Nat. Commun. 14, 5282 (2023) and of aihwkit's
+``MappingParameter``), and the partial outputs of the tiles feeding one neuron add either as
+currents on its node (``tile_sum = "analog"``: exactly the untiled read) or after one ADC per
+tile (``"digital"``; the ISAAC organisation, Shafiee et al., ISCA 2016).
+
 Wires are ideal here: every device sees its drive line's voltage (:meth:`Tile.read_power`) and
 every sense line collects its devices' currents exactly. Wire resistance (IR drop) turns the
 read into the solution of the tile's resistive network; it belongs in these methods, so the
@@ -37,6 +46,53 @@ from jaxtyping import Array
 
 from analogeq.devices.pulsed import DeviceState
 from analogeq.hardware.config import CrossbarConfig
+from analogeq.hardware.converters import quantize
+
+
+def _unit(gain) -> bool:
+    """Whether a stage gain is the plain Python ``1`` (no multiply: bit-identical reads)."""
+    return isinstance(gain, (int, float)) and gain == 1
+
+
+def tile_blocks(shape: tuple[int, ...], cb: CrossbarConfig) -> tuple[int, ...]:
+    """Lines per physical tile along each axis of a crossbar of ``shape`` (sense lines, then
+    drive lines; a one-dimensional crossbar has sense lines only): ``crossbar.tile_rows`` /
+    ``tile_cols``, or the whole axis where those are ``0`` or larger than it."""
+    limits = (cb.tile_rows, cb.tile_cols)[: len(shape)]
+    return tuple(min(b, n) if b else n for n, b in zip(shape, limits))
+
+
+def tile_grid(shape: tuple[int, ...], cb: CrossbarConfig) -> tuple[int, ...]:
+    """Physical tiles along each axis of a crossbar of ``shape`` (``ceil(n / block)``)."""
+    return tuple(-(-n // b) for n, b in zip(shape, tile_blocks(shape, cb)))
+
+
+def expand_tiles(per_tile: Array, shape: tuple[int, ...], cb: CrossbarConfig) -> Array:
+    """A per-physical-tile array (shape :func:`tile_grid`) repeated onto every device pair of
+    a crossbar of ``shape``."""
+    out = per_tile
+    for axis, (n, b) in enumerate(zip(shape, tile_blocks(shape, cb))):
+        out = jnp.take(jnp.repeat(out, b, axis=axis), jnp.arange(n), axis=axis)
+    return out
+
+
+def reduce_tiles(x: Array, cb: CrossbarConfig, fn=jnp.max) -> Array:
+    """``fn`` over each physical tile's device pairs of ``x`` (shape of the crossbar), shape
+    :func:`tile_grid` (zero-padded at the ragged edge, so ``fn`` must ignore zeros: max of
+    magnitudes, sums)."""
+    blocks, grid = tile_blocks(x.shape, cb), tile_grid(x.shape, cb)
+    padded = jnp.pad(x, [(0, g * b - n) for n, b, g in zip(x.shape, blocks, grid)])
+    split = padded.reshape(tuple(v for gb in zip(grid, blocks) for v in gb))
+    return fn(split, axis=tuple(range(1, 2 * len(grid), 2)))
+
+
+def auto_gains(w: Array, cb: CrossbarConfig, limit: float) -> Array:
+    """Per-physical-tile gains (dimensionless, shape :func:`tile_grid`) chosen at programming
+    time for weights ``w``: ``gain_t = gain_headroom max_{ij in t} |w_ij| / limit``, so that the
+    tile's devices hold ``w / gain_t`` with its largest weight at ``limit / gain_headroom``
+    (``limit``: the largest device-pair weight, e.g. ``crossbar.w_max``); 1 on a tile of zeros."""
+    m = reduce_tiles(jnp.abs(w), cb)
+    return jnp.where(m > 0, cb.gain_headroom * m / limit, 1.0).astype(w.dtype)
 
 
 class Tile(eqx.Module):
@@ -52,6 +108,9 @@ class Tile(eqx.Module):
         scale: gain of the tile's transimpedance stage relative to ``1 / G_ref``
             (dimensionless, ``W = scale (G+ - G-) / G_ref``): 1 on a layered chip; larger when
             a tile stores ``W / scale`` to fit the conductance window.
+        gain: the further gain of each physical tile's stage (dimensionless, shape
+            :func:`tile_grid`), ``W = scale gain_t (G+ - G-) / G_ref`` on tile ``t``: its
+            transimpedance is ``G_ref / (scale gain_t)``; ``None`` = 1 on every tile.
     """
 
     g_pos: Array
@@ -60,6 +119,7 @@ class Tile(eqx.Module):
     hi: Array
     device: DeviceState | None = None
     scale: float = eqx.field(static=True, default=1.0)
+    gain: Array | None = None
 
     # ----------------------------------------------------------------- weights
     def weight(self, g_ref: float) -> Array:
@@ -67,17 +127,32 @@ class Tile(eqx.Module):
         conductance ``g_ref`` [S], without the stage gain :attr:`scale`."""
         return (self.g_pos - self.g_neg) / g_ref
 
+    def stage_gain(self, cb: CrossbarConfig) -> Array | float:
+        """Gain of the stage each device pair's current goes through, relative to ``1 / G_ref``
+        (dimensionless): ``scale`` times its physical tile's :attr:`gain`, per device pair (or
+        the scalar ``scale`` when every tile has gain 1)."""
+        if self.gain is None:
+            return self.scale
+        return self.scale * expand_tiles(self.gain, self.g_pos.shape, cb)
+
     def weights(self, cb: CrossbarConfig) -> Array:
-        """The weights the tile's read applies, ``scale (G+ - G-) / G_ref`` (dimensionless)."""
-        w = self.weight(cb.G_ref)
-        return w if self.scale == 1.0 else self.scale * w
+        """The weights the tile's read applies, ``scale gain_t (G+ - G-) / G_ref``
+        (dimensionless)."""
+        w, s = self.weight(cb.G_ref), self.stage_gain(cb)
+        return w if _unit(s) else s * w
 
     def weight_gradient(self, grad: Tile, cb: CrossbarConfig) -> Array:
         """A gradient w.r.t. this tile's conductances (``grad``, a tile of ``dL/dG+``, ``dL/dG-``
-        [1/S]) in weight units: ``dL/dW = (G_ref / scale) dL/dG+ = -(G_ref / scale) dL/dG-``,
-        the average of both."""
-        g = cb.G_ref * (grad.g_pos - grad.g_neg) / 2
-        return g if self.scale == 1.0 else g / self.scale
+        [1/S]) in weight units: ``dL/dW = (G_ref / s) dL/dG+ = -(G_ref / s) dL/dG-`` with ``s``
+        the pair's :meth:`stage_gain`, the average of both."""
+        g, s = cb.G_ref * (grad.g_pos - grad.g_neg) / 2, self.stage_gain(cb)
+        return g if _unit(s) else g / s
+
+    def device_step(self, delta_w: Array, cb: CrossbarConfig) -> Array:
+        """A weight change ``delta_w`` (weight units, as the read applies them) as a change of
+        the pair's device weight ``(G+ - G-) / G_ref``: ``delta_w / s`` (:meth:`stage_gain`)."""
+        s = self.stage_gain(cb)
+        return delta_w if _unit(s) else delta_w / s
 
     def with_weight(self, w: Array, g_ref: float) -> Tile:
         """The tile with its ``+`` devices rewritten so that ``(G+ - G-) / g_ref = w`` against
@@ -85,20 +160,57 @@ class Tile(eqx.Module):
         return eqx.tree_at(lambda t: t.g_pos, self, self.g_neg + w * g_ref)
 
     # ----------------------------------------------------------------- reads
-    def read(self, u: Array, cb: CrossbarConfig, key=None) -> Array:
+    def read(self, u: Array, cb: CrossbarConfig, key=None, *, v_unit: float | None = None) -> Array:
         """Forward read: columns driven at ``u`` (shape ``(cols,)``, or ``(1,)`` for a single
         drive line; units of ``v_unit``), returns the row outputs ``W u`` (shape ``(rows,)``,
         units of ``v_unit``). With ``key`` the read sees one draw of read noise
-        (:meth:`with_read_noise`, ``cb.read_noise``)."""
-        w = self._read_weights(cb, key)
-        return w * u if w.ndim == 1 else w @ u
+        (:meth:`with_read_noise`, ``cb.read_noise``).
 
-    def read_t(self, v: Array, cb: CrossbarConfig, key=None) -> Array:
+        With ``crossbar.tile_sum = "digital"`` and ``v_unit`` [V] given, each physical tile's
+        partial output is digitized (:func:`quantize`, ``tile_adc_bits`` over
+        ``+-tile_adc_range``) before the sum. Its derivative is taken as the unquantized one
+        (straight-through), so without ``v_unit`` the read is the linear map a Jacobian
+        product uses."""
+        w = self._read_weights(cb, key)
+        if w.ndim == 1:
+            return self._digitize(w * u, cb, v_unit)
+        if cb.tile_sum == "analog" or v_unit is None:
+            return w @ u
+        return self._digital_sum(w, u, cb, v_unit, axis=1)
+
+    def read_t(self, v: Array, cb: CrossbarConfig, key=None, *, v_unit: float | None = None) -> Array:
         """Transposed read: rows driven at ``v`` (shape ``(..., rows)``, or ``(..., 1)`` for a
         single drive line; units of ``v_unit``), returns the column outputs ``v W``
-        (``W^T v`` per leading index; shape ``(..., cols)``)."""
+        (``W^T v`` per leading index; shape ``(..., cols)``); ``v_unit`` as in :meth:`read`."""
         w = self._read_weights(cb, key)
-        return w * v if w.ndim == 1 else v @ w
+        if w.ndim == 1:
+            return self._digitize(w * v, cb, v_unit)
+        if cb.tile_sum == "analog" or v_unit is None:
+            return v @ w
+        return self._digital_sum(w, v, cb, v_unit, axis=0)
+
+    @staticmethod
+    def _digitize(y: Array, cb: CrossbarConfig, v_unit: float | None) -> Array:
+        if cb.tile_sum == "analog" or v_unit is None:
+            return y
+        q = quantize(y * v_unit, cb.tile_adc_bits, cb.tile_adc_range) / v_unit
+        return y + jax.lax.stop_gradient(q - y)
+
+    def _digital_sum(self, w: Array, x: Array, cb: CrossbarConfig, v_unit: float, axis: int) -> Array:
+        """Sum over the physical tiles along the driven ``axis`` of ``w`` of each tile's
+        digitized partial output."""
+        b = tile_blocks(w.shape, cb)[axis]
+        n = w.shape[axis]
+        nb = -(-n // b)
+        pad = nb * b - n
+        xp = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, pad)]).reshape(*x.shape[:-1], nb, b)
+        if axis == 1:
+            wp = jnp.pad(w, ((0, 0), (0, pad))).reshape(w.shape[0], nb, b)
+            parts = jnp.einsum("rkb,...kb->...kr", wp, xp)
+        else:
+            wp = jnp.pad(w, ((0, pad), (0, 0))).reshape(nb, b, w.shape[1])
+            parts = jnp.einsum("kbc,...kb->...kc", wp, xp)
+        return jnp.sum(self._digitize(parts, cb, v_unit), axis=-2)
 
     def _read_weights(self, cb: CrossbarConfig, key) -> Array:
         return (self if key is None else self.with_read_noise(key, cb.read_noise)).weights(cb)
@@ -114,6 +226,17 @@ class Tile(eqx.Module):
         )
 
     # ----------------------------------------------------------------- what a read costs
+    def noise_conductance(self, cb: CrossbarConfig) -> Array:
+        """Device conductance on each forward sense line weighted by the square of its tile's
+        stage gain, ``sum_t (s gain_t)^2 sum_{j in t} (G+ + G-)`` [S]: the Johnson current of
+        tile ``t``'s devices reaches the neuron through that tile's stage, so this times
+        ``4 k T / G_ref^2`` is the output noise PSD. Equals :meth:`line_conductance` with unit
+        gains."""
+        s = self.stage_gain(cb)
+        g = self.g_pos + self.g_neg
+        g = g if _unit(s) else g * s**2
+        return g if g.ndim == 1 else jnp.sum(g, axis=-1)
+
     def line_conductance(self, transposed: bool = False) -> Array:
         """Total device conductance ``sum (G+ + G-)`` on each sense line [S]: per row for
         :meth:`read` (``transposed=False``), per column for :meth:`read_t`; each entry of a

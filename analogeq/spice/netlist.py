@@ -164,6 +164,12 @@ def check_block(chip, n_block: int | None = None, limit: int | None = None) -> C
                 if name == "HopfieldNetwork" else
                 "realize a LeakyNetwork first: analogeq.hardware.realize(model, config, key)")
         raise TypeError(f"SPICE export needs a realized Chip; got {name} ({hint})")
+    cb = chip.config.crossbar
+    if cb.tile_sum == "digital" or any(t.gain is not None for t in chip.tiles()):
+        raise ValueError("SPICE export writes one transimpedance stage per neuron (tiles summed as "
+                         "currents at gain 1/G_ref); this chip has per-tile gains or digital tile "
+                         "summation (crossbar.tile_gain = 'auto' or tile_sum = 'digital'), which "
+                         "that circuit does not model: export it with tile_gain 'fixed', tile_sum 'analog'")
     n = chip.n_neurons if n_block is None else n_block
     limit = MAX_NEURONS if limit is None else limit
     if n > limit:
