@@ -59,10 +59,12 @@ from analogeq.training import (
     _check_resumable,
     _log_gated,
     _raw,
+    _split_keys,
     _train_step,
     divergence,
     interrupted_message,
     summarize,
+    total_steps,
 )
 
 SPREAD_FIELDS = ("final_test_acc", "best_test_acc", "final_loss", "grad_cosine_final",
@@ -349,6 +351,7 @@ def train_chips(cfg: TrainConfig, out_dir: str | Path | None = None, *, n_chips:
     label = label or f"{parts.label} x{K}"
     data, log = parts.data, log or (lambda msg: None)
     out = Path(out_dir) if out_dir is not None else None
+    total = total_steps(cfg, data)
 
     models = Stacked.of([p.model for p in chips], "the chip")
     states = Stacked.of([p.updater.init(p.model) for p in chips], "the updater state")
@@ -371,7 +374,10 @@ def train_chips(cfg: TrainConfig, out_dir: str | Path | None = None, *, n_chips:
     eval_keys = jnp.stack([s.eval for s in streams])
     probe_n = min(64, len(data.y_train))
     probe_x, probe_y = jnp.asarray(data.x_train[:probe_n]), jnp.asarray(data.y_train[:probe_n])
-    x_test, y_test = jnp.asarray(data.x_test), jnp.asarray(data.y_test)
+    # As a single run: the validation split (when the data set holds one) during training, the
+    # test set once at the end.
+    split, x_eval, y_eval = data.eval_split
+    x_eval, y_eval = jnp.asarray(x_eval), jnp.asarray(y_eval)
     mapped = {"mode": mode, "batch_size": batch_size}
 
     m_arr, s_arr = models.arrays, states.arrays
@@ -387,7 +393,7 @@ def train_chips(cfg: TrainConfig, out_dir: str | Path | None = None, *, n_chips:
             raise ValueError("resume needs the run's output directory (out_dir)")
 
         def check(meta):
-            _check_resumable(cfg, meta, out)
+            _check_resumable(cfg, meta, out, total)
             if meta.get("chip_seeds") != list(seeds):
                 raise ValueError(f"cannot resume from {out / STATE}: it holds chips "
                                  f"{meta.get('chip_seeds')!r}, this run trains {list(seeds)!r}")
@@ -420,12 +426,13 @@ def train_chips(cfg: TrainConfig, out_dir: str | Path | None = None, *, n_chips:
         return rec
 
     def do_eval(k, arrays, alive):
-        ev = map_over(eval_fn, (arrays, eval_keys), x_test, y_test, **mapped)
+        ev = map_over(eval_fn, (arrays, eval_keys), x_eval, y_eval, **mapped)
         probe = None
-        if probe_fn is not None and (k % cfg.probe_every == 0 or k == cfg.steps):
+        if probe_fn is not None and (k % cfg.probe_every == 0 or k == total):
             probe = map_over(probe_fn, (arrays, eval_keys), probe_x, probe_y, **mapped)
         for i in alive:
-            rec = {"kind": "eval", "step": k, **{n: v[i].item() for n, v in ev.items()}}
+            rec = {"kind": "eval", "step": k, **({"split": split} if split != "test" else {}),
+                   **_split_keys({n: v[i].item() for n, v in ev.items()}, split)}
             if probe is not None:
                 ours, ref = ([None if g is None else g[i] for g in gs] for gs in probe)
                 overall = compare_gradients(ours, ref)["overall"]
@@ -441,9 +448,9 @@ def train_chips(cfg: TrainConfig, out_dir: str | Path | None = None, *, n_chips:
     good = (start, m_arr, s_arr, mlog.mark() if mlog else None)
     saved = start if resume else -1
     t0 = time.perf_counter()
-    bar = tqdm(total=cfg.steps, initial=start, disable=not progress, desc=label, unit="step")
+    bar = tqdm(total=total, initial=start, disable=not progress, desc=label, unit="step")
     try:
-        for k in range(start, cfg.steps):
+        for k in range(start, total):
             alive = [i for i in range(K) if i not in diverged]
             if not alive:
                 break
@@ -473,9 +480,9 @@ def train_chips(cfg: TrainConfig, out_dir: str | Path | None = None, *, n_chips:
             m_arr, s_arr = list(new_m), list(new_s)
             done = k + 1
             alive = [i for i in range(K) if i not in diverged]
-            if alive and (done % cfg.eval_every == 0 or done == cfg.steps):
+            if alive and (done % cfg.eval_every == 0 or done == total):
                 do_eval(done, m_arr, alive)
-            if mlog is not None and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
+            if mlog is not None and (done % cfg.checkpoint_every == 0 or done == total):
                 checkpoint(done, (m_arr, s_arr), mlog.mark())
                 saved = done
             good = (done, m_arr, s_arr, mlog.mark() if mlog else None)
@@ -489,14 +496,20 @@ def train_chips(cfg: TrainConfig, out_dir: str | Path | None = None, *, n_chips:
         raise TrainingInterrupted(interrupted_message(step, saved, out if mlog is not None else None)) from None
     bar.close()
     seconds = time.perf_counter() - t0
+    if data.has_validation:  # every chip's last good model, scored once on the test set
+        ev = map_over(eval_fn, (m_arr, eval_keys), jnp.asarray(data.x_test), jnp.asarray(data.y_test), **mapped)
+        for i in range(K):
+            d = diverged.get(i)
+            record(i, {"kind": "test", "step": d["step"] - 1 if d else good[0],
+                       "test_samples": int(len(data.y_test)), **{n: v[i].item() for n, v in ev.items()}})
     runs = []
     for i in range(K):
         d = diverged.get(i)
-        steps_run = (d["step"] - 1 if d else cfg.steps) - start
+        steps_run = (d["step"] - 1 if d else total) - start
         s = summarize(histories[i], f"{parts.label} [chip {seeds[i]}]", seconds, steps_run, d)
         runs.append(TrainResult(model=models.chip(i, m_arr), history=histories[i], summary=s,
                                 state=states.chip(i, s_arr)))
-    summary = spread_summary([r.summary for r in runs], histories, seeds, seconds, cfg.steps - start,
+    summary = spread_summary([r.summary for r in runs], histories, seeds, seconds, total - start,
                              label, mode)
     if out is not None:
         write_outputs(out, summary, histories, seeds)

@@ -317,3 +317,36 @@ def test_a_checkpoint_written_before_the_new_fields_still_resumes(tmp_path):
         _check_resumable(cfg.replace(data_dir="x"), {"step": 5, "config": old}, tmp_path)
     with pytest.raises(Exception, match="beyond steps = 4"):
         _check_resumable(cfg.replace(steps=4), {"step": 5, "config": old}, tmp_path)
+
+
+@pytest.mark.slow  # two chip programs compile (about 50 s warm, 2 min cold on 2 cores)
+def test_k_chip_run_keeps_the_split_and_epochs_of_its_single_runs(tmp_path):
+    """``--chips K`` on a data set with a validation split: each chip's records (validation
+    evaluations, the final test record, the epoch count) are those of its single run."""
+    from analogeq.assembly import build_analog
+    from analogeq.fleet import train_chips
+    from analogeq.hardware.config import ChipConfig
+
+    write_folder(tmp_path, n_train=30, n_test=12)
+    d = load_mnist(tmp_path, validation=6)  # 24 training images: 3 steps per epoch at batch 8
+    hw = ChipConfig.preset("ideal").replace(**{"crossbar.n_levels": 64, "crossbar.prog_noise": 0.005})
+    cfg = TrainConfig(task="mnist", hidden=(8,), optimizer="sgd", lr=0.1, beta=0.2, batch_size=8, epochs=1,
+                      steps=99, eval_every=2, probe_every=99, gate=False, hardware="ideal", chip_seed=5)
+    fleet = train_chips(cfg, None, n_chips=2, hardware=hw, data=d, mode="vmap", progress=False)
+    reduced = {"val_residual_max", "test_residual_max", "val_loss", "test_loss", "free_residual_max", "nudged_residual_max",
+               "grad_cosine", "grad_rel_error", "settle_time_tau", "free_steps_mean"}
+    for i, seed in enumerate((5, 6)):
+        c = cfg.replace(chip_seed=seed)
+        single = train(c, None, progress=False, parts=build_analog(c, hw, d)).history
+        mine = fleet.runs[i].history
+        assert [(r["kind"], r["step"]) for r in mine] == [(r["kind"], r["step"]) for r in single]
+        assert [(r["kind"], r["step"]) for r in single if r["kind"] != "train"] == \
+            [("eval", 0), ("eval", 2), ("eval", 3), ("test", 3)]
+        for a, b in zip(mine, single):
+            assert a.keys() == b.keys()
+            for k in a:
+                if k in reduced and isinstance(b[k], float):
+                    assert a[k] == pytest.approx(b[k], rel=1e-5), k
+                else:
+                    assert a[k] == b[k], (a["kind"], a["step"], k)
+        assert fleet.runs[i].summary["test_samples"] == 12
