@@ -13,7 +13,6 @@ from analogeq.ep.base import sample_keys
 from analogeq.spec import Spec
 from analogeq.stability import scored_accuracy
 
-
 EVAL_CHUNK = 1000
 """Most samples relaxed at once by :func:`evaluate`: a larger set (MNIST's 10,000 test images)
 is relaxed in chunks of this size, so memory stays bounded and one compiled program serves every

@@ -501,7 +501,7 @@ def train_chips(cfg: TrainConfig, out_dir: str | Path | None = None, *, n_chips:
         for i in range(K):
             d = diverged.get(i)
             record(i, {"kind": "test", "step": d["step"] - 1 if d else good[0],
-                       "test_samples": int(len(data.y_test)), **{n: v[i].item() for n, v in ev.items()}})
+                       "test_samples": len(data.y_test), **{n: v[i].item() for n, v in ev.items()}})
     runs = []
     for i in range(K):
         d = diverged.get(i)

@@ -509,7 +509,7 @@ def fit(
     seconds = time.perf_counter() - t0
     if data.has_validation:  # the held-out test set is scored once, on the final model
         m = stability.ema_model(model, state)
-        record({"kind": "test", "step": good[0], "test_samples": int(len(data.y_test)),
+        record({"kind": "test", "step": good[0], "test_samples": len(data.y_test),
                 **evaluate(m, parts.cost, parts.relaxation, data.x_test, data.y_test, eval_key)})
     summary = summarize(history, label, seconds, (diverged["step"] - 1 if diverged else total) - start,
                         diverged)
