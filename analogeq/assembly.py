@@ -190,6 +190,10 @@ def build_analog(cfg: TrainConfig, hardware: str | Path | ChipConfig, data: Data
     optimizer = stability.build_optimizer(cfg)
     name = hardware if isinstance(hardware, (str, Path)) else "custom"
     device = load_device(cfg.device).device if cfg.device else None
+    if device is None and cfg.update in ("stochastic", "tiki-taka"):
+        raise ConfigError(f"update = {cfg.update!r} pulses a device model: name one with --device, or "
+                          "use update 'mixed' (quantized writes through a digital accumulator) or the "
+                          "default 'deterministic' (each update written with stochastic rounding)")
     if device is not None and hw.crossbar.tile_gain == "auto" and cfg.update in ("stochastic", "tiki-taka"):
         raise ConfigError(f"update = {cfg.update!r} pulses rank-one coincidences at one learning rate "
                           "per array, which per-tile gains (crossbar.tile_gain = 'auto') break; use "
@@ -201,7 +205,9 @@ def build_analog(cfg: TrainConfig, hardware: str | Path | ChipConfig, data: Data
                                 lr=cfg.lr, key=streams.pulses)
         label = f"chip ({name}, {cfg.device}, {cfg.update})"
     else:
-        updater, label = ConductanceUpdater(optimizer), f"chip ({name})"
+        mixed = cfg.update == "mixed"
+        updater = ConductanceUpdater(optimizer, accumulate=mixed)
+        label = f"chip ({name}, mixed)" if mixed else f"chip ({name})"
     estimator = build_estimator(cfg)
     return RunParts(
         model=chip, cost=make_cost(cfg.cost), relaxation=ChipRelaxation(hw), estimator=estimator,

@@ -222,7 +222,9 @@ class RunOptions(Spec):
                        "(analogeq devices list) or TOML file; empty: quantized writes to the chip's levels")
     update: str = choice("deterministic", "how updates become pulses with --device: deterministic, "
                          "stochastic (pulse coincidence), mixed (digital accumulator) or tiki-taka (fast "
-                         "+ slow array)", UPDATES)
+                         "+ slow array); without --device: deterministic (each update written with "
+                         "stochastic level rounding) or mixed (whole levels from a digital accumulator)",
+                         UPDATES)
 
 
 SECTIONS: dict[str, type[Spec]] = {cls._section: cls for cls in (

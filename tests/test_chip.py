@@ -2,6 +2,7 @@
 
 import math
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -178,3 +179,39 @@ def test_update_writes_quantized_levels_within_bounds(leaky):
         assert bool(jnp.all((t.g_pos >= t.lo[0]) & (t.g_pos <= t.hi[0])))
     # A positive gradient lowers every weight.
     assert bool(jnp.all(new.as_model().weights[0] <= chip.as_model().weights[0] + 1e-12))
+
+
+def test_mixed_precision_writes_whole_levels_and_keeps_the_remainder(leaky):
+    """Updates below a level accumulate digitally: nothing is written until the accumulator
+    holds a level, then exactly that many levels move and the accumulator keeps the rest."""
+    import optax
+
+    from analogeq.hardware import ConductanceUpdater
+
+    cfg = ChipConfig.ideal().replace(**{"crossbar.n_levels": 8, "crossbar.tile_gain": "auto"})
+    chip = realize(leaky, cfg, jax.random.PRNGKey(0))
+    cb = chip.config.crossbar
+    level = cb.w_max / (cb.n_levels - 1)
+    upd = ConductanceUpdater(optax.sgd(1.0), accumulate=True)
+    state = upd.init(chip)
+    t0 = chip.forward[0]
+    # a gradient worth 0.4 of a level of device-pair weight on every pair of the first tile
+    # dL/dG+ = -dL/dG- = G: dL/dW = G_ref G / s (Tile.weight_gradient), so SGD at rate 1 moves
+    # the device-pair weight by G_ref G / s^2 (Tile.device_step)
+    g = -0.4 * level * t0.stage_gain(cb) ** 2 / cb.G_ref
+
+    def grads_of(c):
+        zero = jax.tree_util.tree_map(jnp.zeros_like, c)
+        fwd = eqx.tree_at(lambda t: (t.g_pos, t.g_neg), zero.forward[0], (g, -g))
+        return eqx.tree_at(lambda z: z.forward, zero, (fwd,) + zero.forward[1:])
+
+    weights = [chip.forward[0].weight(cb.G_ref)]
+    for k in range(3):
+        chip, state = upd.update(chip, grads_of(chip), state, jax.random.PRNGKey(k))
+        weights.append(chip.forward[0].weight(cb.G_ref))
+    moved = [np.asarray((b - a) / level) for a, b in zip(weights, weights[1:])]
+    np.testing.assert_allclose(moved[0], 0, atol=1e-9)  # 0.4: below a level
+    np.testing.assert_allclose(moved[1] % 1, 0, atol=1e-6)  # 0.8: still below
+    assert np.allclose(moved[1], 0, atol=1e-9)
+    np.testing.assert_allclose(moved[2], 1, atol=1e-6)  # 1.2: one level, 0.2 kept
+    np.testing.assert_allclose(state["chi"][0], 0.2 * level, rtol=1e-9)

@@ -170,3 +170,19 @@ def test_spice_export_refuses_what_its_circuit_does_not_model(model):
     with pytest.raises(ValueError, match="per-tile gains or digital tile summation"):
         check_block(chip)
     assert check_block(realize(model, ChipConfig().replace(**TILED), jax.random.PRNGKey(1))) is not None
+
+
+FEW_LEVEL_BUDGET = dict(optimizer="sgd", lr=0.1, beta=0.2, correction="asym-tracking", steps=500, eval_every=500,
+                        probe_every=500, gate=False)
+"""The few-level budget: the demo's chip recipe and its 500 steps (digits 64-128-10, batch 32)."""
+
+
+@pytest.mark.slow  # two 500-step chip runs (~2 min each on 2 cores)
+@pytest.mark.parametrize("levels", [4, 8])
+def test_few_level_chips_learn_digits_with_per_tile_gains(levels):
+    """The issue's failure: at <= 8 levels one G_ref per chip rounds the ~0.06 weights to 0 or a
+    level and nothing is learned. Per-tile gains and mixed-precision writes learn digits."""
+    hw = ChipConfig.preset("realistic").replace(**{"crossbar.n_levels": levels, "crossbar.tile_gain": "auto"})
+    run = aq.train(aq.TrainConfig(**FEW_LEVEL_BUDGET, update="mixed"), parts=aq.build_parts(
+        aq.TrainConfig(**FEW_LEVEL_BUDGET, update="mixed"), hw), progress=False)
+    assert run.summary["final_test_acc"] >= 0.85, run.summary["final_test_acc"]

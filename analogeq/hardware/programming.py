@@ -65,27 +65,65 @@ def write_tile(tile: Tile, delta_w, cb: CrossbarConfig, key, rounding: str) -> T
     return eqx.tree_at(lambda t: (t.g_pos, t.g_neg), tile, (g_pos, g_neg))
 
 
+def write_levels(tile: Tile, n: Array, cb: CrossbarConfig, key) -> Tile:
+    """Move each pair's weight by ``n`` whole device levels (integer array shaped like the tile;
+    one level is ``w_max / (n_levels - 1)`` of device-pair weight): the ``+`` device by ``n``
+    levels where that stays within its bounds, else the ``-`` device by ``-n`` (the controller
+    picks the device with room, so a pair saturates only when both have reached a bound)."""
+    kp, kn = jax.random.split(key)
+    steps = (tile.hi - tile.lo) / (cb.n_levels - 1)
+    up = tile.g_pos + n * steps[0]
+    use_pos = (up >= tile.lo[0] - 0.5 * steps[0]) & (up <= tile.hi[0] + 0.5 * steps[0])
+    g_pos = program(up, tile.lo[0], tile.hi[0], cb, kp, "nearest", tile.g_pos)
+    g_neg = program(tile.g_neg - n * steps[1], tile.lo[1], tile.hi[1], cb, kn, "nearest", tile.g_neg)
+    return eqx.tree_at(lambda t: (t.g_pos, t.g_neg), tile,
+                       (jnp.where(use_pos, g_pos, tile.g_pos), jnp.where(use_pos, tile.g_neg, g_neg)))
+
+
 class ConductanceUpdater(AbstractUpdater):
     """On-chip update: the periphery turns the read gradient into weight changes with an optax
     rule (plain SGD is the textbook on-chip rule) and programs them as quantized conductance
     writes (see :func:`program`).
 
+    With ``accumulate`` the writes are mixed-precision (Nandakumar et al., Front. Neurosci. 14,
+    406 (2020)): each pair's weight changes add up in a digital accumulator ``chi`` (device-pair
+    weight units) and only whole device levels are written (:func:`write_levels`), ``chi`` keeping
+    the remainder; on a few-level chip this keeps the updates smaller than a level, which
+    rounding each write (even stochastically) turns into noise. Continuous conductances
+    (``n_levels = 0``) are written exactly either way.
+
     Attributes:
         optimizer: rule mapping the weight-unit gradient to weight changes.
-        rounding: ``"stochastic"`` (default) or ``"nearest"`` level rounding of writes.
+        rounding: ``"stochastic"`` (default) or ``"nearest"`` level rounding of writes (without
+            ``accumulate``).
+        accumulate: mixed-precision writes through a digital accumulator (default ``False``).
     """
 
     optimizer: optax.GradientTransformation = eqx.field(static=True)
     rounding: str = eqx.field(static=True, default="stochastic")
+    accumulate: bool = eqx.field(static=True, default=False)
 
     def init(self, chip: Chip):
-        return self.optimizer.init(eqx.filter(chip.as_model(), eqx.is_inexact_array))
+        opt = self.optimizer.init(eqx.filter(chip.as_model(), eqx.is_inexact_array))
+        if not self.accumulate:
+            return opt
+        return {"opt": opt, "chi": tuple(jnp.zeros_like(t.g_pos) for t in chip.tiles())}
 
     def update(self, chip: Chip, grads, state, key, estimate=None):
         del estimate
         gw = eqx.filter(chip.weight_gradient(grads), eqx.is_inexact_array)
-        dw, state = self.optimizer.update(gw, state, eqx.filter(chip.as_model(), eqx.is_inexact_array))
+        opt = state["opt"] if self.accumulate else state
+        dw, opt = self.optimizer.update(gw, opt, eqx.filter(chip.as_model(), eqx.is_inexact_array))
         cb = chip.config.crossbar
         keys = jax.random.split(key, len(chip.tiles()))
         dws = jax.tree_util.tree_leaves((dw.weights, dw.feedback, dw.biases))
-        return chip.map_tiles(lambda k, t: write_tile(t, dws[k], cb, keys[k], self.rounding)), state
+        if not self.accumulate:
+            return chip.map_tiles(lambda k, t: write_tile(t, dws[k], cb, keys[k], self.rounding)), opt
+        if not cb.on("n_levels"):
+            return chip.map_tiles(lambda k, t: write_tile(t, dws[k], cb, keys[k], "nearest")), \
+                {"opt": opt, "chi": state["chi"]}
+        level = cb.w_max / (cb.n_levels - 1)
+        chis = [c + t.device_step(d, cb) for c, t, d in zip(state["chi"], chip.tiles(), dws)]
+        ns = [jnp.trunc(c / level) for c in chis]
+        new = chip.map_tiles(lambda k, t: write_levels(t, ns[k], cb, keys[k]))
+        return new, {"opt": opt, "chi": tuple(c - n * level for c, n in zip(chis, ns))}
