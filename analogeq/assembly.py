@@ -171,6 +171,10 @@ def check_chip_options(cfg: TrainConfig) -> None:
         raise ValueError(f"a chip run cannot honour {', '.join(on)} ({why}, which conductances "
                          "cannot follow); set them to 0 with --hardware (warmup and grad_clip are "
                          "honoured)")
+    if cfg.model == "eqtransformer":
+        from analogeq.transformer_chip import check_transformer_chip_options
+
+        check_transformer_chip_options(cfg)
 
 
 def build_analog(cfg: TrainConfig, hardware: str | Path | ChipConfig, data: Dataset | None = None) -> RunParts:
@@ -185,6 +189,11 @@ def build_analog(cfg: TrainConfig, hardware: str | Path | ChipConfig, data: Data
     check_chip_options(cfg)
     hw = load_hardware(hardware)
     data = data if data is not None else load_data(cfg)
+    if cfg.model == "eqtransformer":  # the analog block: its own realization and updater
+        from analogeq.transformer_chip import build_transformer_chip
+
+        name = hardware if isinstance(hardware, (str, Path)) else "custom"
+        return build_transformer_chip(cfg, hw, data, str(name))
     streams = Streams.of(cfg)
     model = build_model(cfg, data, streams.init)
     optimizer = stability.build_optimizer(cfg)

@@ -246,8 +246,8 @@ class TrainConfig(RunOptions, StabilityOptions, OptimizerOptions, EstimatorOptio
 
     Every field is validated on construction (type, finiteness, range, choices, size bounds),
     then the combinations: holomorphic EP needs ``n_points >= 2`` and no chip; a chip realizes
-    the ``leaky`` model; pulse-coincidence updates are SGD; a device lives on a chip; the
-    eqtransformer trains on a sequence task with ``token_cross_entropy``. Errors are one
+    the ``leaky`` model or the eqtransformer; pulse-coincidence updates are SGD; a device lives
+    on a chip; the eqtransformer trains on a sequence task with ``token_cross_entropy``. Errors are one
     :class:`~analogeq.spec.ConfigError` line naming the dotted field (``optimizer.lr``).
     """
 
@@ -272,8 +272,9 @@ class TrainConfig(RunOptions, StabilityOptions, OptimizerOptions, EstimatorOptio
             raise ConfigError(f"estimator.{euler_only[0].split()[0]}: a chip settles in continuous time and "
                               f"cannot honour the Euler emulator's {', '.join(euler_only)}; leave it at its "
                               "default with hardware")
-        if self.hardware and self.model != "leaky":
-            raise ConfigError(f"hardware realizes the 'leaky' model only; got model.model {self.model!r}")
+        if self.hardware and self.model not in ("leaky", "eqtransformer"):
+            raise ConfigError(f"hardware realizes the 'leaky' model only, or the 'eqtransformer' block; "
+                              f"got model.model {self.model!r}")
         if self.device and self.update in ("stochastic", "tiki-taka") and self.optimizer != "sgd":
             raise ConfigError(f"run.update {self.update!r} is SGD by construction (rank-one pulse "
                               "coincidence); set optimizer 'sgd' (--optimizer sgd)")

@@ -189,9 +189,15 @@ class AnalogEqTransformer(AbstractModel):
         return self.tiles[name].read_t(h, self.config.crossbar)
 
     def dac(self, x_in: Array) -> Array:
-        """The input DAC's output for embedded inputs ``x_in`` (units of ``v_unit``)."""
+        """The input DAC's output for embedded inputs ``x_in`` (units of ``v_unit``).
+
+        Its derivative is taken as the identity (straight-through): the embeddings are digital
+        parameters before the DAC, and the periphery updates them with the adjoint at the nodes
+        as if the conversion were exact (a rounding step has derivative 0 almost everywhere,
+        which would freeze them)."""
         p, vu = self.config.periphery, self.config.neuron.v_unit
-        return quantize(x_in * vu, p.dac_bits, p.dac_range) / vu
+        q = quantize(x_in * vu, p.dac_bits, p.dac_range) / vu
+        return q if p.dac_bits == 0 else x_in + jax.lax.stop_gradient(q - x_in)
 
     def embed(self, x: Array) -> Array:
         """``dac(tok[idx] + pos[:T])`` for token ids ``x`` ``(T,)`` (units of ``v_unit``)."""
@@ -357,18 +363,19 @@ class AnalogEqTransformer(AbstractModel):
         return jnp.stack([jnp.full(shape, node, dtype), jnp.broadcast_to(xbar / ratio, shape)])
 
 
-def _tile_scale(name: str, w, w_max: float) -> float:
+def _tile_scale(name: str, w, w_max: float, headroom: float = 1.0) -> float:
     if isinstance(w, jax.core.Tracer):
         raise TypeError(f"realize_transformer needs concrete weights ({name} is traced): call it "
                          "outside jit")
     m = float(jnp.max(jnp.abs(w)))
     if not math.isfinite(m):
         raise ValueError(f"block.{name} holds non-finite entries (NaN/inf); nothing to program")
-    return max(1.0, m / w_max)
+    return max(1.0, headroom * m / w_max)
 
 
 def realize_transformer(block: EqTransformer, config: ChipConfig, key, *,
-                        circuits: CircuitConfig = CircuitConfig()) -> AnalogEqTransformer:
+                        circuits: CircuitConfig = CircuitConfig(),
+                        headroom: float = 1.0) -> AnalogEqTransformer:
     """One analog chip instance of ``block``: programming error, bounds, levels and every circuit
     mismatch drawn once from ``key`` (the same key gives the same chip).
 
@@ -378,6 +385,11 @@ def realize_transformer(block: EqTransformer, config: ChipConfig, key, *,
         config: the chip (crossbar, neuron, periphery, noise; SI units).
         key: PRNG key of this chip instance.
         circuits: non-idealities of the multipliers, softmax and normalization circuits.
+        headroom: growth room of each tile's weights (dimensionless, >= 1): a tile whose
+            ``headroom max |W|`` exceeds ``crossbar.w_max`` gets the stage gain
+            ``s = headroom max |W| / w_max``, so its largest weight sits at ``w_max / headroom``
+            of the conductance window and training can grow it (1: at the window's edge, enough
+            for inference; training uses 2, see :mod:`analogeq.hardware.transformer_updates`).
 
     Returns:
         An :class:`AnalogEqTransformer`; relax it with
@@ -391,6 +403,9 @@ def realize_transformer(block: EqTransformer, config: ChipConfig, key, *,
         raise TypeError(f"config must be a ChipConfig; got {type(config).__name__}")
     if not isinstance(circuits, CircuitConfig):
         raise TypeError(f"circuits must be a CircuitConfig; got {type(circuits).__name__}")
+    if not (isinstance(headroom, (int, float)) and math.isfinite(headroom) and headroom >= 1):
+        raise ValueError(f"headroom must be a finite number >= 1 (growth room of the tiles' "
+                         f"weights); got {headroom!r}")
     cb, nc = config.crossbar, config.neuron
     dtype = block.tok.dtype
     L, d, nh = block.max_len, block.d_model, block.n_heads
@@ -399,7 +414,7 @@ def realize_transformer(block: EqTransformer, config: ChipConfig, key, *,
     tiles = {}
     for name in TILES:
         w = getattr(block, name)
-        s = _tile_scale(name, w, cb.w_max)
+        s = _tile_scale(name, w, cb.w_max, headroom)
         tiles[name] = map_tile(w / s if s != 1.0 else w, cb, next(ks), scale=s)
 
     def normal(shape, sigma):

@@ -1,0 +1,93 @@
+"""Assembly of a training run of the equilibrium transformer on an analog chip.
+
+:func:`analogeq.assembly.build_analog` calls :func:`build_transformer_chip` for
+``model = "eqtransformer"``: the digital block of :func:`~analogeq.assembly.build_model` (same
+seed, so the same initial block as the digital run) is realized with
+:func:`~analogeq.hardware.transformer.realize_transformer` on the chip (instance key
+``Streams.chip``), settles in continuous time (:class:`~analogeq.hardware.ChipRelaxation`:
+the free and the nudged phases of EP/AsymEP on the analog field, read through the ADC), and is
+updated by :class:`~analogeq.hardware.transformer_updates.BlockUpdater` from the estimate in
+weight units. The gradient probe compares that estimate with the block's own exact gradient
+(the implicit adjoint of the analog field, same free states, same noise draw).
+
+What a chip run of the block honours, beyond the options every chip run refuses
+(:data:`~analogeq.assembly.CHIP_REFUSES`: ``weight_cap``, ``ema``, ``resreg``, ``jacreg``
+act on parameters as numbers; ``refine_steps``, ``t2_chunks`` shape the Euler emulator):
+
+* ``warmup``, ``grad_clip``: the periphery's optimizer computes the update before it is written;
+* ``gate``: the residual of a settle is measured by the periphery;
+* ``damping``: the node leak ``(1 + c) g_leak``; ``qk_norm``: the q/k normalization circuits;
+* ``correction = "asym"`` / ``"asym-tracking"``: applied as the field's own ``J - J^T`` at the
+  held state (the behavioral block has no transposed-attention circuit; this is the AsymEP of
+  the emulator, evaluated on the analog field with its mismatch).
+
+Refused here (one line each): pulsed devices (``--device``: the pulse models attach to a layered
+chip's tiles, :func:`analogeq.hardware.pulsed.attach_devices`), ``update`` other than
+``deterministic`` (the digital accumulator and pulse schemes are wired for layered chips), and
+the ``bptt`` estimator (no Euler unroll on a continuous-time chip).
+"""
+
+from __future__ import annotations
+
+from analogeq.config import TrainConfig
+from analogeq.costs import make_cost
+from analogeq.data import Dataset
+from analogeq.hardware.config import ChipConfig, ConfigError
+from analogeq.hardware.dynamics import ChipRelaxation
+from analogeq.hardware.transformer import CircuitConfig, realize_transformer
+from analogeq.hardware.transformer_updates import (
+    TRAIN_HEADROOM,
+    BlockUpdater,
+    InWeightUnits,
+)
+from analogeq.streams import Streams
+from analogeq.training import RunParts
+
+
+def check_transformer_chip_options(cfg: TrainConfig) -> None:
+    """Refuse what a chip run of the eqtransformer cannot do (module docstring), naming why."""
+    if cfg.device:
+        raise ConfigError(f"run.device = {cfg.device!r}: pulsed device models attach to a layered "
+                          "chip's crossbars; the eqtransformer's tiles are trained with quantized "
+                          "conductance writes: drop --device")
+    if cfg.update != "deterministic":
+        raise ConfigError(f"run.update = {cfg.update!r}: the eqtransformer's tiles are written with "
+                          "quantized conductance writes (update 'deterministic'); the accumulator "
+                          "and pulse schemes are wired for layered chips")
+    if cfg.estimator == "bptt":
+        raise ConfigError("estimator.estimator 'bptt' differentiates the Euler unroll; a chip settles "
+                          "in continuous time: use 'ep' (AsymEP) or 'implicit' with hardware")
+
+
+def build_transformer_chip(cfg: TrainConfig, hw: ChipConfig, data: Dataset, name: str = "custom", *,
+                           circuits: CircuitConfig | None = None) -> RunParts:
+    """The run ``cfg`` with its eqtransformer realized on the chip ``hw`` (module docstring).
+
+    Args:
+        cfg: the run's configuration (``model = "eqtransformer"``).
+        hw: the chip.
+        data: the run's data set.
+        name: the chip's name in the run's label.
+        circuits: non-idealities of the block's multipliers, softmax and normalization circuits
+            (``None``: ideal).
+    """
+    from analogeq.assembly import (
+        build_estimator,
+        build_model,
+        exact_estimator,
+        gradient_estimator,
+    )
+    from analogeq.stability import build_optimizer
+
+    check_transformer_chip_options(cfg)
+    streams = Streams.of(cfg)
+    block = build_model(cfg, data, streams.init)
+    chip = realize_transformer(block, hw, streams.chip, circuits=circuits or CircuitConfig(),
+                               headroom=TRAIN_HEADROOM)
+    probe = None if cfg.estimator == "implicit" else (
+        InWeightUnits(gradient_estimator(cfg)), InWeightUnits(exact_estimator(cfg)))
+    return RunParts(
+        model=chip, cost=make_cost(cfg.cost), relaxation=ChipRelaxation(hw),
+        estimator=InWeightUnits(build_estimator(cfg)), updater=BlockUpdater(build_optimizer(cfg)),
+        data=data, label=f"chip ({name})", probe=probe,
+    )
