@@ -310,6 +310,9 @@ def build_chips(cfg: TrainConfig, chip_seeds, hardware=None, data=None) -> list[
     if not hardware:
         raise ValueError("training several chips (--chips / n_chips > 1) needs a chip: set hardware "
                          "(--hardware PRESET|FILE); the digital emulator has no chip instances")
+    if cfg.model == "eqtransformer":
+        raise ValueError("training several chips at once (--chips / n_chips > 1) stacks layered chips; "
+                         "train the eqtransformer's chip instances one run each (--chip-seed)")
     data = data if data is not None else load_data(cfg)
     return [build_analog(cfg.replace(chip_seed=s), hardware, data) for s in chip_seeds]
 

@@ -21,10 +21,11 @@ act on parameters as numbers; ``refine_steps``, ``t2_chunks`` shape the Euler em
   held state (the behavioral block has no transposed-attention circuit; this is the AsymEP of
   the emulator, evaluated on the analog field with its mismatch).
 
-Refused here (one line each): pulsed devices (``--device``: the pulse models attach to a layered
-chip's tiles, :func:`analogeq.hardware.pulsed.attach_devices`), ``update`` other than
-``deterministic`` (the digital accumulator and pulse schemes are wired for layered chips), and
-the ``bptt`` estimator (no Euler unroll on a continuous-time chip).
+Tile writes are quantized conductance writes with stochastic level rounding (``update =
+"deterministic"``) or mixed-precision through a digital accumulator (``"mixed"``). Refused here
+(one line each): pulsed devices (``--device``: the pulse models attach to a layered chip's tiles,
+:func:`analogeq.hardware.pulsed.attach_devices`), the pulse schemes ``stochastic`` and
+``tiki-taka``, and the ``bptt`` estimator (no Euler unroll on a continuous-time chip).
 """
 
 from __future__ import annotations
@@ -50,10 +51,10 @@ def check_transformer_chip_options(cfg: TrainConfig) -> None:
         raise ConfigError(f"run.device = {cfg.device!r}: pulsed device models attach to a layered "
                           "chip's crossbars; the eqtransformer's tiles are trained with quantized "
                           "conductance writes: drop --device")
-    if cfg.update != "deterministic":
-        raise ConfigError(f"run.update = {cfg.update!r}: the eqtransformer's tiles are written with "
-                          "quantized conductance writes (update 'deterministic'); the accumulator "
-                          "and pulse schemes are wired for layered chips")
+    if cfg.update not in ("deterministic", "mixed"):
+        raise ConfigError(f"run.update = {cfg.update!r} pulses a device model; the eqtransformer's "
+                          "tiles are written with quantized conductance writes: use update "
+                          "'deterministic' (stochastic level rounding) or 'mixed' (digital accumulator)")
     if cfg.estimator == "bptt":
         raise ConfigError("estimator.estimator 'bptt' differentiates the Euler unroll; a chip settles "
                           "in continuous time: use 'ep' (AsymEP) or 'implicit' with hardware")
@@ -84,10 +85,12 @@ def build_transformer_chip(cfg: TrainConfig, hw: ChipConfig, data: Dataset, name
     block = build_model(cfg, data, streams.init)
     chip = realize_transformer(block, hw, streams.chip, circuits=circuits or CircuitConfig(),
                                headroom=TRAIN_HEADROOM)
+    mixed = cfg.update == "mixed"
     probe = None if cfg.estimator == "implicit" else (
         InWeightUnits(gradient_estimator(cfg)), InWeightUnits(exact_estimator(cfg)))
     return RunParts(
         model=chip, cost=make_cost(cfg.cost), relaxation=ChipRelaxation(hw),
-        estimator=InWeightUnits(build_estimator(cfg)), updater=BlockUpdater(build_optimizer(cfg)),
-        data=data, label=f"chip ({name})", probe=probe,
+        estimator=InWeightUnits(build_estimator(cfg)),
+        updater=BlockUpdater(build_optimizer(cfg), accumulate=mixed),
+        data=data, label=f"chip ({name}, mixed)" if mixed else f"chip ({name})", probe=probe,
     )

@@ -168,6 +168,27 @@ def _cli(run, *extra):
                  "2", "--probe-every", "2", "--out", str(run), "--no-progress", *extra])
 
 
+def test_mixed_precision_writes_keep_the_remainder_in_the_accumulator(block):
+    """update 'mixed': changes below a level add up digitally; after three SGD steps of at most
+    half a level each, W_1 has moved by whole levels (where ``|g| > 2/3``) and the written change
+    plus the accumulator's remainder is exactly the requested ``-3 lr g``."""
+    levels = ChipConfig.ideal().replace(**{"crossbar.n_levels": 64})
+    chip = realize_transformer(block, levels, jax.random.PRNGKey(3), headroom=TRAIN_HEADROOM)
+    s = chip.tiles["W_1"].scale
+    level = s * levels.crossbar.w_max / 63  # one level of the pair's weight, in weight units
+    g = {n: jnp.zeros_like(v) for n, v in block_parameters(chip).items()}
+    g["W_1"] = jax.random.uniform(jax.random.PRNGKey(1), g["W_1"].shape, F64, -1.0, 1.0)
+    up = BlockUpdater(optax.sgd(level / 2), accumulate=True)
+    state, new = up.init(chip), chip
+    for k in range(3):
+        new, state = up.update(new, g, state, jax.random.PRNGKey(k))
+    moved = block_parameters(new)["W_1"] - block_parameters(chip)["W_1"]
+    np.testing.assert_allclose(moved / level, np.round(moved / level), atol=1e-6)
+    assert 0 < float(jnp.mean(moved != 0)) < 1  # some pairs crossed a level, some not yet
+    np.testing.assert_allclose(moved + s * state["chi"]["W_1"], -1.5 * level * g["W_1"], atol=1e-9 * level)
+    np.testing.assert_array_equal(block_parameters(new)["W_q"], block_parameters(chip)["W_q"])
+
+
 def test_checkpoint_round_trips_the_trained_chip_and_optimizer_state(block, tmp_path):
     """A chip after one Adam write (64 levels, tiles at stage gains, per-physical-tile gains)
     and the optimizer state come back from a checkpoint bit for bit into a fresh realization."""
@@ -213,12 +234,17 @@ def test_chip_options_of_the_block_are_refused_with_a_reason(tmp_path):
             "n_heads": 2, "hardware": "ideal"}
     with pytest.raises(ConfigError, match="pulsed device models attach to a layered chip"):
         check_chip_options(TrainConfig(**base, device="ideal-device"))
-    with pytest.raises(ConfigError, match="run.update = 'mixed'"):
-        check_chip_options(TrainConfig(**base, update="mixed"))
+    with pytest.raises(ConfigError, match="run.update = 'tiki-taka' pulses a device model"):
+        check_chip_options(TrainConfig(**base, update="tiki-taka"))
+    check_chip_options(TrainConfig(**base, update="mixed"))
     with pytest.raises(ConfigError, match="'bptt' differentiates the Euler unroll"):
         check_chip_options(TrainConfig(**base, estimator="bptt"))
     for name in ("weight_cap", "ema", "resreg", "jacreg"):
         with pytest.raises(ValueError, match=f"cannot honour {name}"):
             build_analog(TrainConfig(**base, **{name: 0.5}), "ideal")
+    from analogeq.fleet import build_chips
+
+    with pytest.raises(ValueError, match="one run each"):
+        build_chips(TrainConfig(**base), [0, 1])
     with pytest.raises(ConfigError, match="'leaky' model only, or the 'eqtransformer' block"):
         TrainConfig(hardware="ideal", model="hopfield")

@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import optax
 
 from analogeq.ep.base import AbstractEstimator, Estimate
-from analogeq.hardware.programming import ROUNDINGS, write_tile
+from analogeq.hardware.programming import ROUNDINGS, write_levels, write_tile
 from analogeq.hardware.transformer import TILES, AnalogEqTransformer
 from analogeq.models.transformer import PARAMETER_NAMES
 from analogeq.updaters import AbstractUpdater
@@ -97,21 +98,33 @@ class BlockUpdater(AbstractUpdater):
     the weight-unit gradient to changes; tiles get quantized conductance writes, the digital
     parts add their change.
 
+    With ``accumulate`` the tile writes are mixed-precision, as
+    :class:`~analogeq.hardware.programming.ConductanceUpdater`'s (Nandakumar et al., Front.
+    Neurosci. 14, 406 (2020)): each pair's changes add up in a digital accumulator ``chi``
+    (device-pair weight units) and only whole device levels are written
+    (:func:`~analogeq.hardware.programming.write_levels`); continuous conductances
+    (``n_levels = 0``) are written exactly.
+
     Attributes:
         optimizer: rule mapping the weight-unit gradient to weight changes (optax).
         rounding: ``"stochastic"`` (default: unbiased, writes smaller than a level act on
-            average) or ``"nearest"`` level rounding of the writes.
+            average) or ``"nearest"`` level rounding of the writes (without ``accumulate``).
+        accumulate: mixed-precision writes through a digital accumulator (default ``False``).
     """
 
     optimizer: optax.GradientTransformation = eqx.field(static=True)
     rounding: str = eqx.field(static=True, default="stochastic")
+    accumulate: bool = eqx.field(static=True, default=False)
 
     def __check_init__(self):
         if self.rounding not in ROUNDINGS:
             raise ValueError(f"rounding must be one of {ROUNDINGS}; got {self.rounding!r}")
 
     def init(self, chip: AnalogEqTransformer):
-        return self.optimizer.init(block_parameters(chip))
+        opt = self.optimizer.init(block_parameters(chip))
+        if not self.accumulate:
+            return opt
+        return {"opt": opt, "chi": {n: jnp.zeros_like(chip.tiles[n].g_pos) for n in TILES}}
 
     def update(self, chip: AnalogEqTransformer, grads, state, key, estimate=None):
         """``grads``: the weight-unit dict of :class:`InWeightUnits`, or a gradient shaped like
@@ -119,11 +132,23 @@ class BlockUpdater(AbstractUpdater):
         del estimate
         if isinstance(grads, AnalogEqTransformer):
             grads = block_gradient(chip, grads)
-        dw, state = self.optimizer.update(grads, state, block_parameters(chip))
+        opt = state["opt"] if self.accumulate else state
+        dw, opt = self.optimizer.update(grads, opt, block_parameters(chip))
         cb = chip.config.crossbar
         keys = dict(zip(TILES, jax.random.split(key, len(TILES))))
-        tiles = {n: write_tile(chip.tiles[n], dw[n], cb, keys[n], self.rounding) for n in TILES}
+        if not self.accumulate:
+            tiles = {n: write_tile(chip.tiles[n], dw[n], cb, keys[n], self.rounding) for n in TILES}
+            new_state = opt
+        elif not cb.on("n_levels"):
+            tiles = {n: write_tile(chip.tiles[n], dw[n], cb, keys[n], "nearest") for n in TILES}
+            new_state = {"opt": opt, "chi": state["chi"]}
+        else:
+            level = cb.w_max / (cb.n_levels - 1)
+            chi = {n: state["chi"][n] + chip.tiles[n].device_step(dw[n], cb) for n in TILES}
+            whole = {n: jnp.trunc(chi[n] / level) for n in TILES}
+            tiles = {n: write_levels(chip.tiles[n], whole[n], cb, keys[n]) for n in TILES}
+            new_state = {"opt": opt, "chi": {n: chi[n] - whole[n] * level for n in TILES}}
         new = eqx.tree_at(lambda c: c.tiles, chip, tiles)
         new = eqx.tree_at(lambda c: tuple(getattr(c, n) for n in DIGITAL), new,
                           tuple(getattr(chip, n) + dw[n] for n in DIGITAL))
-        return new, state
+        return new, new_state
