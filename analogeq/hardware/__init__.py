@@ -23,6 +23,7 @@ from analogeq.hardware.dynamics import ChipRelaxation
 from analogeq.hardware.programming import ConductanceUpdater, program
 from analogeq.hardware.realize import realize
 from analogeq.hardware.transformer import AnalogEqTransformer, CircuitConfig, realize_transformer
+from analogeq.hardware.transformer_updates import BlockUpdater, InWeightUnits, block_gradient, block_parameters
 from analogeq.hardware.verdict import continuous_verdict, format_verdict
 
 __all__ = [
@@ -31,6 +32,10 @@ __all__ = [
     "continuous_verdict",
     "format_verdict",
     "realize_transformer",
+    "BlockUpdater",
+    "InWeightUnits",
+    "block_gradient",
+    "block_parameters",
     "Chip",
     "ChipRelaxation",
     "ConductanceUpdater",
