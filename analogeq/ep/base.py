@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import abc
+from functools import partial
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -97,11 +99,17 @@ class AbstractEstimator(eqx.Module):
 class AbstractForceFormEstimator(AbstractEstimator):
     """Turns the free equilibrium of each sample into an adjoint ``a`` (force-form estimators).
 
+    ``sensed`` (a class attribute) says whether the estimate is the hardware's own: then the
+    gradient is formed as the model's update senses it (:meth:`AbstractModel.update_gradient`),
+    else it is the exact force gradient (a reference such as the implicit adjoint).
+
     Subclasses implement :meth:`contrast`; :meth:`estimate` runs the free phase, the contrast
     per sample and the force-form gradient ``g = a^T dF/dtheta``. With ``gate`` samples whose
     free phase did not converge, or whose nudged phases failed (:func:`nudged_failures`), are
     left out of the gradient (and counted in the metrics: ``unconverged``, ``nudged_failed``).
     """
+
+    sensed: ClassVar[bool] = True
 
     @abc.abstractmethod
     def contrast(self, model, cost, relaxation, x, target, s_star, key=None) -> tuple[Array, Array]:
@@ -124,7 +132,7 @@ class AbstractForceFormEstimator(AbstractEstimator):
         # The update is local: the read contrast times the presynaptic signals at the read state.
         at = relaxation.read(free.state)
         at = jnp.where(jnp.isfinite(at), at, 0)  # a non-finite free state enters with weight 0
-        grads = force_gradient(model, xs, at, weighted)
+        grads = (model.update_gradient if self.sensed else partial(force_gradient, model))(xs, at, weighted)
         return Estimate(grads=grads, free=free, contrast=a, nudged_residual=nres, used=used,
                         inputs=xs, at=at, weighted=weighted,
                         metrics={"nudged_failed": jnp.sum(nudged_failed)})

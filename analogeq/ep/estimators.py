@@ -12,6 +12,8 @@ formula with different nudges.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import math
 from functools import partial
 
@@ -100,6 +102,7 @@ class ImplicitAdjoint(AbstractForceFormEstimator):
     The returned per-sample "nudged residual" is the solve's relative residual.
     """
 
+    sensed: ClassVar[bool] = False  # the exact reference, never a hardware's approximation
     tol: float = eqx.field(static=True, default=1e-8)
     maxiter: int = eqx.field(static=True, default=50)
 

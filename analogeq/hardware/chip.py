@@ -195,6 +195,30 @@ class Chip(_Layered):
         rows = d + d[: len(self.feedback)] + d  # the layer each tile (tiles() order) drives
         return tuple(zip(self.tile_inputs(x, self.voltages(s)), rows))
 
+    def for_settle(self) -> Chip:
+        """The chip with each tile's wires solved once (:meth:`Tile.with_wires`): a settle's
+        conductances are fixed, so its reads are matrix products with the tiles' transfer
+        matrices. The chip itself with ideal wires."""
+        if not self.config.crossbar.wired:
+            return self
+        return self.map_tiles(lambda k, t: t.with_wires(self.config.crossbar))
+
+    def update_gradient(self, xs: Array, states: Array, weighted: Array):
+        """The gradient the chip's update senses: with ideal wires the exact force gradient;
+        with IR drop each device's row adjoint times the voltage across it
+        (:meth:`Tile.sensed_gradient`), which leaves out how a device's conductance moves the
+        other devices' voltages -- the chip's exact gradient (autodiff through the wire
+        networks) is :func:`analogeq.ep.force_gradient`."""
+        from analogeq.ep.gradients import force_gradient
+
+        cb = self.config.crossbar
+        if not cb.wired:
+            return force_gradient(self, xs, states, weighted)
+        signals = jax.vmap(self.local_signals)(xs, states, weighted)
+        sensed = [t.sensed_gradient(inp, d, cb) for t, (inp, d) in zip(self.tiles(), signals)]
+        zero = jax.tree_util.tree_map(jnp.zeros_like, eqx.filter(self, eqx.is_inexact_array))
+        return zero.map_tiles(lambda k, t: eqx.tree_at(lambda u: (u.g_pos, u.g_neg), t, sensed[k]))
+
     def sample_phase(self, key) -> Chip:
         sigma = self.config.crossbar.read_noise
         if not self.config.crossbar.on("read_noise"):  # a static switch; the amplitude is traced

@@ -135,6 +135,8 @@ class ChipRelaxation(AbstractRelaxation):
             raise ValueError("an analog chip relaxes real voltages: holomorphic (complex) nudges "
                              "need the digital emulator; use ep_kind 'centered' or 'one-sided'")
         integrator = self.config.dynamics.integrator
+        if hasattr(field, "model"):
+            field = eqx.tree_at(lambda f: f.model, field, field.model.for_settle())
         if noise is not None:
             if key is None:
                 raise ValueError("the chip has noise on (temperature > 0): pass a PRNG key")

@@ -37,6 +37,7 @@ MAX_TILE = 1 << 16
 
 TILE_SUMS = ("analog", "digital")
 TILE_GAINS = ("fixed", "auto")
+WIRE_SOLVERS = ("exact", "relax")
 """Most programmable levels per device (16 bits; the finest multi-level cells reported store
 a few bits)."""
 
@@ -105,6 +106,17 @@ class CrossbarConfig(Spec):
         gain_headroom: with ``tile_gain = "auto"``, the factor by which the weights of a tile may
             grow past the largest one programmed before its devices reach their bounds, in
             ``[1, 1000]``. Default ``2.0``.
+        r_segment: wire resistance of one cell segment of the drive and sense lines [Ohm], in
+            ``[0, 1e4]``: with any wire resistance above 0 the read is the solution of each
+            physical tile's resistive network (IR drop; :mod:`analogeq.hardware.wires`).
+            Default ``0.0`` (ideal wires).
+        r_drive: output resistance of a drive line's driver [Ohm], in ``[0, 1e7]``. Default ``0.0``.
+        r_sense: resistance from a sense line's last cell to its amplifier's virtual ground
+            [Ohm], in ``[0, 1e7]``. Default ``0.0``.
+        wire_solver: how the network is solved once per settle: ``"exact"`` (line Gauss-Seidel
+            to the dtype's precision, adjoint derivatives) or ``"relax"`` (``wire_sweeps``
+            sweeps, with the error bound of :mod:`analogeq.hardware.wires`). Default ``"exact"``.
+        wire_sweeps: sweeps of ``wire_solver = "relax"``, in ``1..1000``. Default ``4``.
     """
 
     _section: ClassVar[str] = "crossbar"
@@ -140,6 +152,14 @@ class CrossbarConfig(Spec):
                             "conductance window)", TILE_GAINS)
     gain_headroom: float = real(2.0, "tile_gain = auto: growth room of a tile's weights past the "
                                 "largest programmed |w|", "", ge=1.0, le=1000.0)
+    r_segment: float = real(0.0, "wire resistance per cell segment of drive and sense lines (IR drop)",
+                            "Ohm", ge=0.0, le=1e4)
+    r_drive: float = real(0.0, "output resistance of each drive line's driver", "Ohm", ge=0.0, le=1e7)
+    r_sense: float = real(0.0, "resistance from a sense line's end to its amplifier's virtual ground",
+                          "Ohm", ge=0.0, le=1e7)
+    wire_solver: str = choice("exact", "solve of a tile's wire network: exact (to precision) or relax "
+                              "(wire_sweeps line Gauss-Seidel sweeps, bounded error)", WIRE_SOLVERS)
+    wire_sweeps: int = integer(4, "line Gauss-Seidel sweeps of wire_solver = relax", ge=1, le=1000)
 
     _G_ref_auto: bool = field(default=False, init=False, repr=False, compare=False)
 
@@ -155,6 +175,12 @@ class CrossbarConfig(Spec):
 
     def _derived(self, key: str) -> bool:
         return key == "G_ref" and self._G_ref_auto
+
+    @property
+    def wired(self) -> bool:
+        """Whether wire resistance is modelled (a static switch: any of ``r_segment``,
+        ``r_drive``, ``r_sense`` nonzero)."""
+        return self.on("r_segment") or self.on("r_drive") or self.on("r_sense")
 
     @property
     def w_max(self) -> float:
@@ -450,7 +476,7 @@ SECTIONS: dict[str, type[Spec]] = {
 
 TRACED_FIELDS: dict[str, tuple[str, ...]] = {
     "crossbar": ("G_min", "G_max", "G_ref", "n_levels", "prog_noise", "d2d_bounds", "read_noise",
-                 "tile_adc_range", "gain_headroom"),
+                 "tile_adc_range", "gain_headroom", "r_segment", "r_drive", "r_sense"),
     "neuron": ("rail", "v_unit", "offset_sigma", "gain_sigma"),
     "periphery": ("dac_range", "adc_range"),
     "noise": ("temperature",),

@@ -30,13 +30,20 @@ weight scaling of Rasch et al., Nat. Commun. 14, 5282 (2023) and of aihwkit's
 currents on its node (``tile_sum = "analog"``: exactly the untiled read) or after one ADC per
 tile (``"digital"``; the ISAAC organisation, Shafiee et al., ISCA 2016).
 
-Wires are ideal here: every device sees its drive line's voltage (:meth:`Tile.read_power`) and
-every sense line collects its devices' currents exactly. Wire resistance (IR drop) turns the
-read into the solution of the tile's resistive network; it belongs in these methods, so the
-chip, the analog transformer, the energy model and the netlist writer follow it unchanged.
+With ideal wires every device sees its drive line's voltage (:meth:`Tile.read_power`) and every
+sense line collects its devices' currents exactly. With wire resistance (``crossbar.r_segment``,
+``r_drive``, ``r_sense``; :mod:`analogeq.hardware.wires`) each physical tile's ``G+`` and ``G-``
+arrays are resistive networks on their own wires: the read applies their exact transfer
+matrices ``A(G)`` (:meth:`Tile.with_wires`, solved once per settle by the relaxation, per read
+otherwise), and a physical update senses the voltage across each device
+(:meth:`Tile.device_voltages`). A partly filled physical tile at a layer's edge is a full tile
+whose unused cells hold no device (zero conductance), so its wires keep their full length. A
+bias line is its own one-column array.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import equinox as eqx
 import jax
@@ -47,6 +54,7 @@ from jaxtyping import Array
 from analogeq.devices.pulsed import DeviceState
 from analogeq.hardware.config import CrossbarConfig
 from analogeq.hardware.converters import quantize
+from analogeq.hardware.wires import Wires, node_voltages, transfer
 
 
 def _unit(gain) -> bool:
@@ -95,6 +103,42 @@ def auto_gains(w: Array, cb: CrossbarConfig, limit: float) -> Array:
     return jnp.where(m > 0, cb.gain_headroom * m / limit, 1.0).astype(w.dtype)
 
 
+def _wires(cb: CrossbarConfig) -> Wires:
+    return Wires(r_segment=cb.r_segment, r_drive=cb.r_drive, r_sense=cb.r_sense)
+
+
+def _solver(cb: CrossbarConfig) -> dict:
+    return {"method": cb.wire_solver, "sweeps": cb.wire_sweeps}
+
+
+def _device_voltages(g: Array, u: Array, wires: Wires, cb: CrossbarConfig) -> Array:
+    d, s = node_voltages(g, u, wires, **_solver(cb))
+    return d - s
+
+
+def _per_block(f, g: Array, cb: CrossbarConfig, u: Array | None = None) -> Array:
+    """``f`` applied to each physical tile of the crossbar ``g`` (a 2-D array, or a single drive
+    line of shape ``(n,)``, handled as ``(n, 1)``), with ``u[..., its columns]`` when ``u`` is
+    given; results (shaped like each tile's ``g``, with ``u``'s leading axes) reassembled onto
+    ``g``'s shape. Ragged edge tiles are padded with empty cells (zero conductance)."""
+    line = g.ndim == 1
+    g2 = g[:, None] if line else g
+    (br, bc), (nr, nc) = tile_blocks(g2.shape, cb), tile_grid(g2.shape, cb)
+    rows, cols = g2.shape
+    gp = jnp.pad(g2, ((0, nr * br - rows), (0, nc * bc - cols)))
+    blocks = gp.reshape(nr, br, nc, bc).transpose(0, 2, 1, 3)  # (nr, nc, br, bc)
+    if u is None:
+        out = jax.vmap(jax.vmap(f))(blocks)  # (nr, nc, br, bc)
+        out = out.transpose(0, 2, 1, 3).reshape(nr * br, nc * bc)[:rows, :cols]
+        return out[:, 0] if line else out
+    lead = u.shape[:-1]
+    up = jnp.pad(u, [(0, 0)] * len(lead) + [(0, nc * bc - cols)]).reshape(*lead, nc, bc)
+    per_col = jax.vmap(f, in_axes=(0, -2), out_axes=-3)  # over tile columns
+    out = jax.vmap(per_col, in_axes=(0, None), out_axes=-4)(blocks, up)  # (..., nr, nc, br, bc)
+    out = jnp.swapaxes(out, -3, -2).reshape(*lead, nr * br, nc * bc)
+    return out[..., :rows, :cols]
+
+
 class Tile(eqx.Module):
     """One crossbar tile of differential pairs: conductances [S] and per-device bounds [S].
 
@@ -120,6 +164,7 @@ class Tile(eqx.Module):
     device: DeviceState | None = None
     scale: float = eqx.field(static=True, default=1.0)
     gain: Array | None = None
+    wires_solved: bool = eqx.field(static=True, default=False)
 
     # ----------------------------------------------------------------- weights
     def weight(self, g_ref: float) -> Array:
@@ -213,7 +258,52 @@ class Tile(eqx.Module):
         return jnp.sum(self._digitize(parts, cb, v_unit), axis=-2)
 
     def _read_weights(self, cb: CrossbarConfig, key) -> Array:
-        return (self if key is None else self.with_read_noise(key, cb.read_noise)).weights(cb)
+        return (self if key is None else self.with_read_noise(key, cb.read_noise)).with_wires(cb).weights(cb)
+
+    # ----------------------------------------------------------------- wires (IR drop)
+    def with_wires(self, cb: CrossbarConfig) -> Tile:
+        """The tile as its sense lines see it through resistive wires: each physical tile's
+        ``G+`` and ``G-`` replaced by their transfer matrices ``A(G)`` [S] (sense current of row
+        ``i`` per volt on drive line ``j``; :func:`analogeq.hardware.wires.transfer`), so a read
+        is again one matrix product, exact for the linear network. The tile itself with ideal
+        wires or when already solved."""
+        if not cb.wired or self.wires_solved:
+            return self
+        wires = _wires(cb)
+        a_pos, a_neg = (_per_block(lambda g: transfer(g, wires, **_solver(cb)), g, cb)
+                        for g in (self.g_pos, self.g_neg))
+        return dataclasses.replace(self, g_pos=a_pos, g_neg=a_neg, wires_solved=True)
+
+    def device_voltages(self, u: Array, cb: CrossbarConfig) -> tuple[Array, Array]:
+        """Voltage across each ``+`` and each ``-`` device ``(V+, V-)`` (units of ``u``, shape
+        ``(..., rows, cols)``; ``(..., n, 1)`` for a single drive line) when the columns are
+        driven at ``u`` (shape ``(..., cols)``): drive-wire node minus sense-wire node
+        (:func:`analogeq.hardware.wires.node_voltages`); ``u_j`` on every device of column ``j``
+        with ideal wires. What a physical update can sense."""
+        if self.wires_solved:
+            raise ValueError("Tile.device_voltages needs the device conductances, not the solved "
+                             "transfer matrices of Tile.with_wires")
+        g_pos, g_neg = (g[:, None] if g.ndim == 1 else g for g in (self.g_pos, self.g_neg))
+        if not cb.wired:
+            v = jnp.broadcast_to(u[..., None, :], u.shape[:-1] + g_pos.shape)
+            return v, v
+        wires = _wires(cb)
+        return tuple(_per_block(lambda gb, ub: _device_voltages(gb, ub, wires, cb), g, cb, u)
+                     for g in (g_pos, g_neg))
+
+    def sensed_gradient(self, inp: Array, d: Array, cb: CrossbarConfig) -> tuple[Array, Array]:
+        """``(dL/dG+, dL/dG-)`` [1/S] of a batch as the chip senses it: each device's update is
+        its row's drive adjoint ``d`` (shape ``(B, rows)``) times the voltage across it under
+        the column drive ``inp`` (shape ``(B, cols)``; :meth:`device_voltages`), times its stage
+        gain ``s / G_ref`` -- the local derivative of the device's current ``G V`` at fixed node
+        voltages. With ideal wires this is the exact ``sum_b d_b inp_b^T``; with IR drop it
+        leaves out how a device's conductance moves the other devices' voltages."""
+        vp, vn = self.device_voltages(inp, cb)
+        s = self.stage_gain(cb) / cb.G_ref
+        gp, gn = (jnp.einsum("br,brc->rc", d, v) for v in (vp, vn))
+        if self.g_pos.ndim == 1:
+            gp, gn = gp[:, 0], gn[:, 0]
+        return s * gp, -s * gn
 
     def with_read_noise(self, key, sigma: float) -> Tile:
         """Conductances seen by one read: each device scaled by ``1 + sigma xi`` (``xi`` standard

@@ -75,6 +75,20 @@ class AbstractModel(eqx.Module):
         del key
         return self
 
+    def for_settle(self) -> "AbstractModel":
+        """The field as a settle's loop evaluates it: what stays constant over one settle
+        computed once (e.g. a chip's IR-drop transfer matrices). The model itself by default."""
+        return self
+
+    def update_gradient(self, xs: Array, states: Array, weighted: Array):
+        """The parameter gradient an update is built from, ``sum_b a_b^T dF(s_b; x_b)/dtheta``
+        as the hardware forms it from the per-sample adjoints ``weighted`` at ``states``
+        (:func:`analogeq.ep.force_gradient`, exact, by default; a chip may sense an
+        approximation of it, e.g. device voltages under IR drop)."""
+        from analogeq.ep.gradients import force_gradient
+
+        return force_gradient(self, xs, states, weighted)
+
     def noise(self):
         """Additive white noise on the state (state units per ``sqrt(tau)``), or ``None``."""
         return None

@@ -170,6 +170,11 @@ def check_block(chip, n_block: int | None = None, limit: int | None = None) -> C
                          "currents at gain 1/G_ref); this chip has per-tile gains or digital tile "
                          "summation (crossbar.tile_gain = 'auto' or tile_sum = 'digital'), which "
                          "that circuit does not model: export it with tile_gain 'fixed', tile_sum 'analog'")
+    if cb.wired:
+        raise ValueError("SPICE export of a chip writes ideal wires; this chip has wire resistance "
+                         f"(crossbar.r_segment = {cb.r_segment:g}, r_drive = {cb.r_drive:g}, r_sense = "
+                         f"{cb.r_sense:g} Ohm): one tile's network with its wire resistors is "
+                         "analogeq.spice.wires; export the chip with the resistances at 0")
     n = chip.n_neurons if n_block is None else n_block
     limit = MAX_NEURONS if limit is None else limit
     if n > limit:
