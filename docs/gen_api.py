@@ -39,6 +39,9 @@ API_MD = ROOT / "docs" / "api.md"
 
 ENTRY_POINTS: dict[str, tuple[str, ...]] = {
     "analogeq.hardware.pulsed": ("PulsedUpdater", "attach_devices", "device_hardware"),
+    "analogeq.hardware.wires": ("Wires", "transfer", "pair_transfer", "node_voltages", "device_voltages",
+                                "sense_currents", "contraction", "contraction_bound"),
+    "analogeq.hardware.tile": ("tile_blocks", "tile_grid", "auto_gains"),
     "analogeq.hardware.drift": ("ProgrammedChip", "program_pcm", "chip_at", "accuracy_over_time"),
     "analogeq.devices.presets": ("DevicePreset",),
     "analogeq.devices.inference": ("PCMInference", "compensation_factor"),

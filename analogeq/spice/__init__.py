@@ -42,6 +42,7 @@ from analogeq.spice.runner import (
     run_netlist,
     session,
 )
+from analogeq.spice.wires import TileOperatingPoint, tile_netlist, tile_op
 from analogeq.spice.validate import (
     Validation,
     ode_steady_state,
@@ -62,4 +63,5 @@ __all__ = [
     "settle_time", "spice_config", "sweep_nonlinearity", "validate",
     "Export", "NoiseSpec", "NoiseValidation", "RunChip", "RunValidation", "export_chip", "interpolation_factor",
     "layer_blocks", "noise_validation", "read_netlist", "trnoise_source", "validate_run",
+    "TileOperatingPoint", "tile_netlist", "tile_op",
 ]
