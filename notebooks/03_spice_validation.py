@@ -207,8 +207,8 @@ print(f"transistor-level tanh: .op max {bjt.op_error_max * 1e3:.3f} mV, .tran ma
 # %% [markdown]
 # ## 7. Larger blocks
 #
-# The exporter writes blocks of up to 64 neurons. The full mode validates every reference
-# block; the error does not grow with the block, since each node is solved to the same
+# The exporter writes blocks of up to 256 neurons (larger runs as layer blocks). The full mode
+# validates every reference block; the error does not grow with the block, since each node is solved to the same
 # tolerances.
 
 # %%

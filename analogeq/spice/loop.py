@@ -48,7 +48,7 @@ def compare_with_ode(
     :class:`analogeq.ep.EP` on the chip's ODE (:func:`reference_relaxation`), same chip and batch.
 
     Args:
-        chip: a realized :class:`Chip` of at most 64 neurons (float64).
+        chip: a realized :class:`Chip` of at most :data:`~analogeq.spice.netlist.MAX_NEURONS` (256) neurons (float64).
         xs: inputs (state units), ``(B, sizes[0])``.
         targets: labels ``(B,)`` or target outputs ``(B, n_outputs)`` (state units).
         beta: nudge strength (dimensionless, > 0).

@@ -187,7 +187,7 @@ def validate(
     """Run one chip instance through ngspice (``.op`` and ``.tran``) and through its ODE.
 
     Args:
-        chip: a realized :class:`Chip` of at most 64 neurons (float64).
+        chip: a realized :class:`Chip` of at most :data:`~analogeq.spice.netlist.MAX_NEURONS` (256) neurons (float64).
         x: one input (state units, shape ``(sizes[0],)``).
         s0: initial state (state units; default ``chip.init_state(x)``).
         t_stop: transient length [s] (default ``20 tau``).
