@@ -243,6 +243,11 @@ def test_chip_options_of_the_block_are_refused_with_a_reason(tmp_path):
         with pytest.raises(ValueError, match=f"cannot honour {name}"):
             build_analog(TrainConfig(**base, **{name: 0.5}), "ideal")
     from analogeq.fleet import build_chips
+    from analogeq.transformer_chip import FLOAT32_RTOL, relaxation_for
+
+    # float32: a solver tolerance the dtype resolves; float64: the chip's own derived one
+    assert relaxation_for(TrainConfig(**base), ChipConfig.ideal()).rtol == FLOAT32_RTOL
+    assert relaxation_for(TrainConfig(**base, dtype="float64"), ChipConfig.ideal()).rtol is None
 
     with pytest.raises(ValueError, match="one run each"):
         build_chips(TrainConfig(**base), [0, 1])
