@@ -39,6 +39,7 @@ from analogeq.models.transformer import EqTransformer
 from analogeq.montecarlo import chip_hardware, instance
 from analogeq.streams import Streams
 from analogeq.training import RunParts, TrainResult, fit
+from analogeq.transformer_chip import build_transformer_chip, check_transformer_chip_options
 from analogeq.updaters import OptaxUpdater
 
 # Stability controls that change parameters as numbers; a chip's conductances cannot follow.
@@ -172,8 +173,6 @@ def check_chip_options(cfg: TrainConfig) -> None:
                          "cannot follow); set them to 0 with --hardware (warmup and grad_clip are "
                          "honoured)")
     if cfg.model == "eqtransformer":
-        from analogeq.transformer_chip import check_transformer_chip_options
-
         check_transformer_chip_options(cfg)
 
 
@@ -190,10 +189,10 @@ def build_analog(cfg: TrainConfig, hardware: str | Path | ChipConfig, data: Data
     hw = load_hardware(hardware)
     data = data if data is not None else load_data(cfg)
     if cfg.model == "eqtransformer":  # the analog block: its own realization and updater
-        from analogeq.transformer_chip import build_transformer_chip
-
         name = hardware if isinstance(hardware, (str, Path)) else "custom"
-        return build_transformer_chip(cfg, hw, data, str(name))
+        block = build_model(cfg, data, Streams.of(cfg).init)
+        probe = None if cfg.estimator == "implicit" else (gradient_estimator(cfg), exact_estimator(cfg))
+        return build_transformer_chip(cfg, hw, data, block, build_estimator(cfg), probe, str(name))
     streams = Streams.of(cfg)
     model = build_model(cfg, data, streams.init)
     optimizer = stability.build_optimizer(cfg)

@@ -75,37 +75,32 @@ def check_transformer_chip_options(cfg: TrainConfig) -> None:
                           "in continuous time: use 'ep' (AsymEP) or 'implicit' with hardware")
 
 
-def build_transformer_chip(cfg: TrainConfig, hw: ChipConfig, data: Dataset, name: str = "custom", *,
-                           circuits: CircuitConfig | None = None) -> RunParts:
+def build_transformer_chip(cfg: TrainConfig, hw: ChipConfig, data: Dataset, block, estimator, probe,
+                           name: str = "custom", *, circuits: CircuitConfig | None = None) -> RunParts:
     """The run ``cfg`` with its eqtransformer realized on the chip ``hw`` (module docstring).
 
     Args:
         cfg: the run's configuration (``model = "eqtransformer"``).
         hw: the chip.
         data: the run's data set.
+        block: the digital block the run starts from (the emulator run's initialization).
+        estimator: the run's gradient estimator, in the block's own parameters.
+        probe: ``(estimate, exact reference)`` estimators of the gradient probe, or ``None``.
         name: the chip's name in the run's label.
         circuits: non-idealities of the block's multipliers, softmax and normalization circuits
             (``None``: ideal).
     """
-    from analogeq.assembly import (
-        build_estimator,
-        build_model,
-        exact_estimator,
-        gradient_estimator,
-    )
     from analogeq.stability import build_optimizer
 
     check_transformer_chip_options(cfg)
     streams = Streams.of(cfg)
-    block = build_model(cfg, data, streams.init)
     chip = realize_transformer(block, hw, streams.chip, circuits=circuits or CircuitConfig(),
                                headroom=TRAIN_HEADROOM)
     mixed = cfg.update == "mixed"
-    probe = None if cfg.estimator == "implicit" else (
-        InWeightUnits(gradient_estimator(cfg)), InWeightUnits(exact_estimator(cfg)))
+    probe = None if probe is None else tuple(InWeightUnits(e) for e in probe)
     return RunParts(
         model=chip, cost=make_cost(cfg.cost), relaxation=relaxation_for(cfg, hw),
-        estimator=InWeightUnits(build_estimator(cfg)),
+        estimator=InWeightUnits(estimator),
         updater=BlockUpdater(build_optimizer(cfg), accumulate=mixed),
         data=data, label=f"chip ({name}, mixed)" if mixed else f"chip ({name})", probe=probe,
     )
