@@ -73,6 +73,7 @@ def free_phase(model, relaxation: AbstractRelaxation, xs: Array, key=None, *, ke
     """
     model.check_input(xs[0])
     keys = sample_keys(key, xs.shape[0]) if keys is None else keys
+    model = model.for_settle()  # once for the batch, outside the per-sample map
 
     def one(x, k):
         m, k_noise = phase(model, k)
@@ -118,9 +119,12 @@ class AbstractForceFormEstimator(AbstractEstimator):
 
     def estimate(self, model, cost, relaxation, xs, targets, *, gate: bool = True, key=None) -> Estimate:
         k_free, k_nudged = (None, None) if key is None else jax.random.split(key)
-        free = free_phase(model, relaxation, xs, k_free)
+        # The phases settle the field with what is constant over the batch solved once (a chip's
+        # wire networks, before each sample's read noise); the gradient is taken on the model.
+        field = model.for_settle()
+        free = free_phase(field, relaxation, xs, k_free)
         a, nres = relaxation.batched(
-            lambda x, t, s, k: self.contrast(model, cost, relaxation, x, t, s, k)
+            lambda x, t, s, k: self.contrast(field, cost, relaxation, x, t, s, k)
         )(xs, targets, free.state, sample_keys(k_nudged, xs.shape[0]))
         nudged_failed = nudged_failures(a, nres)
         used = (free.converged & ~nudged_failed) if gate else jnp.ones_like(free.converged)

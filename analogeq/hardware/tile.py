@@ -307,7 +307,10 @@ class Tile(eqx.Module):
 
     def with_read_noise(self, key, sigma: float) -> Tile:
         """Conductances seen by one read: each device scaled by ``1 + sigma xi`` (``xi`` standard
-        normal, one per device, the ``+`` devices from the first half of ``key``)."""
+        normal, one per device, the ``+`` devices from the first half of ``key``). On a tile
+        whose wires are solved (:meth:`with_wires`) the entries of the transfer matrices are
+        scaled instead: the wires are solved once per batch, not per read, which is exact to
+        first order in ``sigma`` times the IR drop (``G r``)."""
         kp, kn = jax.random.split(key)
         return eqx.tree_at(
             lambda t: (t.g_pos, t.g_neg), self,
