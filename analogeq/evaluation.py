@@ -34,15 +34,15 @@ def evaluate(model, cost: AbstractCost, relaxation: AbstractRelaxation, xs, ys, 
     # A chip's numbers enter as traced arrays: one compiled free phase per structure.
     m, r = traced((model, relaxation))
     n = xs.shape[0]
+    keys = sample_keys(key, n)
     if n <= chunk:
-        free = _eval_free(m, r, xs, key)
+        free = _eval_free(m, r, xs, keys)
     else:
-        keys = sample_keys(key, n)
         parts = []
         for i in range(0, n, chunk):
             j = min(i + chunk, n)
             idx = jnp.concatenate([jnp.arange(i, j), jnp.full(chunk - (j - i), i)])
-            part = _eval_free_keys(m, r, xs[idx], None if keys is None else keys[idx])
+            part = _eval_free(m, r, xs[idx], None if keys is None else keys[idx])
             parts.append(jax.tree_util.tree_map(lambda a, k=j - i: a[:k], part))
         free = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *parts)
     scores = free_scores(model, cost, free, ys)
@@ -64,12 +64,7 @@ def free_scores(model, cost: AbstractCost, free, ys) -> dict:
 
 
 @eqx.filter_jit
-def _eval_free(model, relaxation, xs, key):
-    return free_phase(model, relaxation, xs, key)
-
-
-@eqx.filter_jit
-def _eval_free_keys(model, relaxation, xs, keys):
+def _eval_free(model, relaxation, xs, keys):
     return free_phase(model, relaxation, xs, keys=keys)
 
 

@@ -41,6 +41,7 @@ from analogeq.hardware.transformer_updates import (
     BlockUpdater,
     InWeightUnits,
 )
+from analogeq.stability import build_optimizer
 from analogeq.streams import Streams
 from analogeq.training import RunParts
 
@@ -90,8 +91,6 @@ def build_transformer_chip(cfg: TrainConfig, hw: ChipConfig, data: Dataset, bloc
         circuits: non-idealities of the block's multipliers, softmax and normalization circuits
             (``None``: ideal).
     """
-    from analogeq.stability import build_optimizer
-
     check_transformer_chip_options(cfg)
     streams = Streams.of(cfg)
     chip = realize_transformer(block, hw, streams.chip, circuits=circuits or CircuitConfig(),

@@ -63,12 +63,13 @@ def partial_sum_lines(chip: Chip) -> int:
                for t in chip.tiles())
 
 
-def partial_sum_conversions(chip: Chip, window: Float[ArrayLike, ""]) -> Float[Array, ""]:
-    """Partial-sum ADC conversions over a settle ``window`` [s] with digital tile summation:
-    the relaxation's loop closes through those ADCs, so every partial-sum line converts once
-    per ``energy.adc_time`` for the whole window (``partial_sum_lines * ceil(window /
-    adc_time)``); ``0`` with analog summation."""
+def partial_sum_conversions(chip: Chip, window: Float[ArrayLike, "..."]) -> Float[Array, ""]:
+    """Partial-sum ADC conversions over settle windows ``window`` [s] (one, or one per
+    sample) with digital tile summation: the relaxation's loop closes through those ADCs, so
+    every partial-sum line converts once per ``energy.adc_time`` for each whole window
+    (``partial_sum_lines * sum ceil(window / adc_time)``); the integer ``0`` with analog
+    summation."""
     lines = partial_sum_lines(chip)
     if lines == 0:
         return 0
-    return lines * jnp.ceil(jnp.asarray(window) / chip.config.energy.adc_time)
+    return lines * jnp.sum(jnp.ceil(jnp.asarray(window) / chip.config.energy.adc_time))

@@ -77,7 +77,6 @@ def train_step_breakdown(chip: Chip, betas, est, pulses: tuple) -> dict:
     n_dac = batch * (n_in + (n_out if k else 0) + (0 if per.sample_hold else k * n_neurons))
     n_adc = batch * (1 + k) * n_neurons
     n_partial = partial_sum_conversions(chip, on_time)
-    n_partial = n_partial if isinstance(n_partial, int) else jnp.sum(n_partial)
     n_pulses = total_pulses(pulses)
     rounds = programming_rounds(pulses)
     return with_totals({

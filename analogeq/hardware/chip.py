@@ -209,11 +209,9 @@ class Chip(_Layered):
         (:meth:`Tile.sensed_gradient`), which leaves out how a device's conductance moves the
         other devices' voltages -- the chip's exact gradient (autodiff through the wire
         networks) is :func:`analogeq.ep.force_gradient`."""
-        from analogeq.ep.gradients import force_gradient
-
         cb = self.config.crossbar
         if not cb.wired:
-            return force_gradient(self, xs, states, weighted)
+            return super().update_gradient(xs, states, weighted)
         signals = jax.vmap(self.local_signals)(xs, states, weighted)
         sensed = [t.sensed_gradient(inp, d, cb) for t, (inp, d) in zip(self.tiles(), signals)]
         zero = jax.tree_util.tree_map(jnp.zeros_like, eqx.filter(self, eqx.is_inexact_array))

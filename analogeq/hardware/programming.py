@@ -7,6 +7,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
+from jaxtyping import Array
 
 from analogeq.hardware.chip import Chip, Tile
 from analogeq.hardware.config import CrossbarConfig
@@ -80,6 +81,23 @@ def write_levels(tile: Tile, n: Array, cb: CrossbarConfig, key) -> Tile:
                        (jnp.where(use_pos, g_pos, tile.g_pos), jnp.where(use_pos, tile.g_neg, g_neg)))
 
 
+def write_weights(tiles, dws, cb: CrossbarConfig, key, rounding: str, chi=None):
+    """Write weight changes ``dws`` (weight units, one per tile of ``tiles``) as conductance
+    writes: each rounded to the levels (:func:`write_tile`, ``rounding``), or with ``chi`` (one
+    accumulator per tile, device-pair weight units) mixed-precision: the changes add to ``chi``
+    and whole levels are written (:func:`write_levels`), ``chi`` keeping the remainder;
+    continuous conductances (``n_levels = 0``) are written exactly. Returns ``(tiles, chi)``."""
+    keys = jax.random.split(key, len(tiles))
+    if chi is None or not cb.on("n_levels"):
+        how = rounding if chi is None else "nearest"
+        return [write_tile(t, d, cb, k, how) for t, d, k in zip(tiles, dws, keys)], chi
+    level = cb.w_max / (cb.n_levels - 1)
+    chi = [c + t.device_step(d, cb) for c, t, d in zip(chi, tiles, dws)]
+    whole = [jnp.trunc(c / level) for c in chi]
+    return ([write_levels(t, n, cb, k) for t, n, k in zip(tiles, whole, keys)],
+            [c - n * level for c, n in zip(chi, whole)])
+
+
 class ConductanceUpdater(AbstractUpdater):
     """On-chip update: the periphery turns the read gradient into weight changes with an optax
     rule (plain SGD is the textbook on-chip rule) and programs them as quantized conductance
@@ -114,16 +132,8 @@ class ConductanceUpdater(AbstractUpdater):
         gw = eqx.filter(chip.weight_gradient(grads), eqx.is_inexact_array)
         opt = state["opt"] if self.accumulate else state
         dw, opt = self.optimizer.update(gw, opt, eqx.filter(chip.as_model(), eqx.is_inexact_array))
-        cb = chip.config.crossbar
-        keys = jax.random.split(key, len(chip.tiles()))
         dws = jax.tree_util.tree_leaves((dw.weights, dw.feedback, dw.biases))
-        if not self.accumulate:
-            return chip.map_tiles(lambda k, t: write_tile(t, dws[k], cb, keys[k], self.rounding)), opt
-        if not cb.on("n_levels"):
-            return chip.map_tiles(lambda k, t: write_tile(t, dws[k], cb, keys[k], "nearest")), \
-                {"opt": opt, "chi": state["chi"]}
-        level = cb.w_max / (cb.n_levels - 1)
-        chis = [c + t.device_step(d, cb) for c, t, d in zip(state["chi"], chip.tiles(), dws)]
-        ns = [jnp.trunc(c / level) for c in chis]
-        new = chip.map_tiles(lambda k, t: write_levels(t, ns[k], cb, keys[k]))
-        return new, {"opt": opt, "chi": tuple(c - n * level for c, n in zip(chis, ns))}
+        tiles, chi = write_weights(chip.tiles(), dws, chip.config.crossbar, key, self.rounding,
+                                   state["chi"] if self.accumulate else None)
+        new = chip.map_tiles(lambda k, t: tiles[k])
+        return new, ({"opt": opt, "chi": tuple(chi)} if self.accumulate else opt)

@@ -216,23 +216,23 @@ class Tile(eqx.Module):
         ``+-tile_adc_range``) before the sum. Its derivative is taken as the unquantized one
         (straight-through), so without ``v_unit`` the read is the linear map a Jacobian
         product uses."""
-        w = self._read_weights(cb, key)
-        if w.ndim == 1:
-            return self._digitize(w * u, cb, v_unit)
-        if cb.tile_sum == "analog" or v_unit is None:
-            return w @ u
-        return self._digital_sum(w, u, cb, v_unit, axis=1)
+        return self._read(u, cb, key, v_unit, axis=1)
 
     def read_t(self, v: Array, cb: CrossbarConfig, key=None, *, v_unit: float | None = None) -> Array:
         """Transposed read: rows driven at ``v`` (shape ``(..., rows)``, or ``(..., 1)`` for a
         single drive line; units of ``v_unit``), returns the column outputs ``v W``
         (``W^T v`` per leading index; shape ``(..., cols)``); ``v_unit`` as in :meth:`read`."""
+        return self._read(v, cb, key, v_unit, axis=0)
+
+    def _read(self, x: Array, cb: CrossbarConfig, key, v_unit: float | None, axis: int) -> Array:
+        """The read driving ``axis`` of the weights (1: columns, :meth:`read`; 0: rows,
+        :meth:`read_t`)."""
         w = self._read_weights(cb, key)
         if w.ndim == 1:
-            return self._digitize(w * v, cb, v_unit)
+            return self._digitize(w * x, cb, v_unit)
         if cb.tile_sum == "analog" or v_unit is None:
-            return v @ w
-        return self._digital_sum(w, v, cb, v_unit, axis=0)
+            return w @ x if axis == 1 else x @ w
+        return self._digital_sum(w, x, cb, v_unit, axis)
 
     @staticmethod
     def _digitize(y: Array, cb: CrossbarConfig, v_unit: float | None) -> Array:

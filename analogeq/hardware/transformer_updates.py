@@ -26,12 +26,11 @@ digital parts changed as numbers.
 from __future__ import annotations
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import optax
 
 from analogeq.ep.base import AbstractEstimator, Estimate
-from analogeq.hardware.programming import ROUNDINGS, write_levels, write_tile
+from analogeq.hardware.programming import ROUNDINGS, write_weights
 from analogeq.hardware.transformer import TILES, AnalogEqTransformer
 from analogeq.models.transformer import PARAMETER_NAMES
 from analogeq.updaters import AbstractUpdater
@@ -102,7 +101,7 @@ class BlockUpdater(AbstractUpdater):
     :class:`~analogeq.hardware.programming.ConductanceUpdater`'s (Nandakumar et al., Front.
     Neurosci. 14, 406 (2020)): each pair's changes add up in a digital accumulator ``chi``
     (device-pair weight units) and only whole device levels are written
-    (:func:`~analogeq.hardware.programming.write_levels`); continuous conductances
+    (:func:`~analogeq.hardware.programming.write_weights`); continuous conductances
     (``n_levels = 0``) are written exactly.
 
     Attributes:
@@ -134,21 +133,11 @@ class BlockUpdater(AbstractUpdater):
             grads = block_gradient(chip, grads)
         opt = state["opt"] if self.accumulate else state
         dw, opt = self.optimizer.update(grads, opt, block_parameters(chip))
-        cb = chip.config.crossbar
-        keys = dict(zip(TILES, jax.random.split(key, len(TILES))))
-        if not self.accumulate:
-            tiles = {n: write_tile(chip.tiles[n], dw[n], cb, keys[n], self.rounding) for n in TILES}
-            new_state = opt
-        elif not cb.on("n_levels"):
-            tiles = {n: write_tile(chip.tiles[n], dw[n], cb, keys[n], "nearest") for n in TILES}
-            new_state = {"opt": opt, "chi": state["chi"]}
-        else:
-            level = cb.w_max / (cb.n_levels - 1)
-            chi = {n: state["chi"][n] + chip.tiles[n].device_step(dw[n], cb) for n in TILES}
-            whole = {n: jnp.trunc(chi[n] / level) for n in TILES}
-            tiles = {n: write_levels(chip.tiles[n], whole[n], cb, keys[n]) for n in TILES}
-            new_state = {"opt": opt, "chi": {n: chi[n] - whole[n] * level for n in TILES}}
-        new = eqx.tree_at(lambda c: c.tiles, chip, tiles)
+        chi = [state["chi"][n] for n in TILES] if self.accumulate else None
+        written, chi = write_weights([chip.tiles[n] for n in TILES], [dw[n] for n in TILES],
+                                     chip.config.crossbar, key, self.rounding, chi)
+        new_state = {"opt": opt, "chi": dict(zip(TILES, chi))} if self.accumulate else opt
+        new = eqx.tree_at(lambda c: c.tiles, chip, dict(zip(TILES, written)))
         new = eqx.tree_at(lambda c: tuple(getattr(c, n) for n in DIGITAL), new,
                           tuple(getattr(chip, n) + dw[n] for n in DIGITAL))
         return new, new_state
