@@ -8,9 +8,12 @@ imports neither the chip nor the energy model; what a chip adds to a step (energ
 adds as a hook.
 
 A chip run honours the optimizer options (``warmup``, ``grad_clip``: the digital periphery
-computes the update before it is written) and refuses the stability controls that act on the
-parameters as numbers (``weight_cap``, ``ema``, ``resreg``, ``jacreg``): conductances cannot be
-rescaled, averaged or differentiated through by the chip.
+computes the update before it is written) and the residual penalty ``resreg`` (the residual is
+the node current ``C dz/dt`` left at the end of the settle window, read at the held state; its
+gradient at that state is, for a crossbar weight, that residual times the row's input, the same
+local outer product as the EP update). It refuses the stability controls that act on the
+parameters as numbers (``weight_cap``, ``ema``, ``jacreg``): conductances cannot be rescaled or
+averaged, and the Jacobian penalty's gradient needs second derivatives the chip cannot sense.
 """
 
 from __future__ import annotations
@@ -46,8 +49,7 @@ from analogeq.updaters import OptaxUpdater
 CHIP_REFUSES = {
     "weight_cap": "rescales weight matrices after each update",
     "ema": "evaluates an exponential average of the parameters",
-    "resreg": "differentiates a residual penalty through the parameters",
-    "jacreg": "differentiates a Jacobian penalty through the parameters",
+    "jacreg": "differentiates a Jacobian penalty (second derivatives of the field) through the parameters",
 }
 
 

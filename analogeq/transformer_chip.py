@@ -11,8 +11,14 @@ weight units. The gradient probe compares that estimate with the block's own exa
 (the implicit adjoint of the analog field, same free states, same noise draw).
 
 What a chip run of the block honours, beyond the options every chip run refuses
-(:data:`~analogeq.assembly.CHIP_REFUSES`: ``weight_cap``, ``ema``, ``resreg``, ``jacreg``
-act on parameters as numbers; ``refine_steps``, ``t2_chunks`` shape the Euler emulator):
+(:data:`~analogeq.assembly.CHIP_REFUSES`: ``weight_cap``, ``ema``, ``jacreg`` act on parameters
+as numbers; ``refine_steps``, ``t2_chunks`` shape the Euler emulator):
+
+* ``resreg``: the residual left at the end of a fixed settle window (``dynamics.settle_time``;
+  the ``ideal-windowed`` preset reads at the emulator recipe's 15 tau), penalized at the held
+  state as the ADCs read it (:class:`~analogeq.stability.Penalized` on the analog field). It is
+  the chip's stability control: it keeps the field settling within its readout time. With an
+  adaptive settle (no window) the residual is the solver's tolerance and the penalty vanishes;
 
 * ``warmup``, ``grad_clip``: the periphery's optimizer computes the update before it is written;
 * ``gate``: the residual of a settle is measured by the periphery;

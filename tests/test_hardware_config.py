@@ -28,7 +28,7 @@ from analogeq.hardware import (
     device_models_dir,
 )
 
-PRESETS = ("ideal", "realistic")
+PRESETS = ("ideal", "ideal-windowed", "realistic")
 
 # (dotted field, bad value): every field appears at least once (checked below); each field gets
 # a wrong type, and numeric fields a non-finite and an out-of-range value.
