@@ -180,6 +180,15 @@ def gradient_probe(model, cost, relaxation, probe, xs, ys, key=None) -> dict:
             **bptt_probe(g, model, cost, relaxation, xs, ys)}
 
 
+def stab_probe(model, relaxation, xs, key=None) -> dict:
+    """The stability probe (:func:`analogeq.diagnostics.stability_probe.stability_probe`) with
+    its fields prefixed ``stab_``: leading eigenvalues of ``dF/dz`` at the free states the run
+    reaches on the first probe samples, and the verdict (stable / Euler artifact / Hopf)."""
+    from analogeq.diagnostics.stability_probe import stability_probe
+
+    return {f"stab_{k}": v for k, v in stability_probe(model, relaxation, jnp.asarray(xs), key).items()}
+
+
 @dataclass
 class TrainResult:
     """Final model, every metrics record, a summary (see :func:`summarize`) and the updater's
@@ -298,10 +307,30 @@ def summarize(history: list[dict], label: str, seconds: float, steps_run: int,
     for k, v in list(s.items()):
         if isinstance(v, float) and not math.isfinite(v):
             s[f"{k}_reason"] = _REASONS[k] if empty.get(k) else "non-finite values in the metrics"
+    if any("stab_verdict" in r for r in evals):
+        s.update(stab_summary(evals))
     if diverged:
         s["steps"] = diverged["step"] - 1  # the steps completed before it
         s["diverged"] = {k: diverged[k] for k in ("step", "phase", "reason")}
     return s
+
+
+def stab_summary(evals: list[dict]) -> dict:
+    """Over the stability probes of a run's evaluations: the worst verdict
+    (``stab_verdict_worst``, by the severity of :data:`analogeq.diagnostics.verdict.LABELS`)
+    and the largest ``Re mu`` (``stab_max_re_mu_max``, 1/``tau``), each ``None``/NaN with a
+    ``_reason`` when no probe had a finite one."""
+    from analogeq.diagnostics.verdict import LABELS
+
+    labels = [r["stab_verdict"] for r in evals if r.get("stab_verdict") in LABELS]
+    mu = np.array([_num(r.get("stab_max_re_mu")) for r in evals if "stab_verdict" in r])
+    out = {"stab_verdict_worst": max(labels, key=LABELS.index) if labels else None,
+           "stab_max_re_mu_max": float(np.nanmax(mu)) if np.isfinite(mu).any() else float("nan")}
+    if not labels:
+        out["stab_verdict_worst_reason"] = "no stability probe reached a finite free state"
+    if not np.isfinite(out["stab_max_re_mu_max"]):
+        out["stab_max_re_mu_max_reason"] = "non-finite values in the metrics"
+    return out
 
 
 def _leaf_scales(model):
@@ -454,9 +483,12 @@ def fit(
         scores = evaluate(m, parts.cost, parts.relaxation, x_eval, y_eval, eval_key)
         rec = {"kind": "eval", "step": k, **({"split": split} if split != "test" else {}),
                **_split_keys(scores, split)}
-        if parts.probe is not None and (k % cfg.probe_every == 0 or k == total):
-            rec.update(gradient_probe(m, parts.cost, parts.relaxation, parts.probe, probe_x,
-                                      probe_y, eval_key))
+        if k % cfg.probe_every == 0 or k == total:
+            if parts.probe is not None:
+                rec.update(gradient_probe(m, parts.cost, parts.relaxation, parts.probe, probe_x,
+                                          probe_y, eval_key))
+            if cfg.model == "eqtransformer":  # digital or chip: is a collapse Hopf, Euler or read?
+                rec.update(stab_probe(m, parts.relaxation, probe_x, eval_key))
         return record(rec)
 
     def checkpoint(step, m, st, mark):
