@@ -65,9 +65,10 @@ def analog_verdict(run_dir: str | Path, hardware: str | ChipConfig = "ideal", *,
                    options: DiagnoseOptions | None = None, seed: int = 0,
                    out: str | Path | None = None) -> dict:
     """``analogeq diagnose RUN --analog HARDWARE``: the run's equilibrium transformer at its Euler
-    step ``eps`` and realized as the analog block on ``hardware``, at its first ``n_inputs`` test
-    inputs (:func:`~analogeq.hardware.verdict.continuous_verdict`); writes
-    ``analog_verdict.json`` into ``out`` (default: the run directory) and returns the verdict."""
+    step ``eps`` and realized as the analog block on ``hardware`` (with the circuit mismatch of its
+    ``circuits`` section), at its first ``n_inputs`` test inputs
+    (:func:`~analogeq.hardware.verdict.continuous_verdict`); writes ``analog_verdict.json`` into
+    ``out`` (default: the run directory) and returns the verdict."""
     _count("n_inputs", n_inputs)
     run = load_run(run_dir)
     xs = np.asarray(run.parts.data.x_test[:n_inputs])

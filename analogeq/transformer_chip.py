@@ -4,7 +4,8 @@
 ``model = "eqtransformer"``: the digital block of :func:`~analogeq.assembly.build_model` (same
 seed, so the same initial block as the digital run) is realized with
 :func:`~analogeq.hardware.transformer.realize_transformer` on the chip (instance key
-``Streams.chip``), settles in continuous time (:class:`~analogeq.hardware.ChipRelaxation`:
+``Streams.chip``; the mismatch of its multipliers, softmax and normalization circuits from the
+chip's ``[circuits]`` section), settles in continuous time (:class:`~analogeq.hardware.ChipRelaxation`:
 the free and the nudged phases of EP/AsymEP on the analog field, read through the ADC), and is
 updated by :class:`~analogeq.hardware.transformer_updates.BlockUpdater` from the estimate in
 weight units. The gradient probe compares that estimate with the block's own exact gradient
@@ -39,9 +40,10 @@ from __future__ import annotations
 from analogeq.config import TrainConfig
 from analogeq.costs import make_cost
 from analogeq.data import Dataset
+from analogeq.energy import StepEnergy, real_nudges
 from analogeq.hardware.config import ChipConfig, ConfigError
 from analogeq.hardware.dynamics import ChipRelaxation
-from analogeq.hardware.transformer import CircuitConfig, realize_transformer
+from analogeq.hardware.transformer import realize_transformer
 from analogeq.hardware.transformer_updates import (
     TRAIN_HEADROOM,
     BlockUpdater,
@@ -83,24 +85,22 @@ def check_transformer_chip_options(cfg: TrainConfig) -> None:
 
 
 def build_transformer_chip(cfg: TrainConfig, hw: ChipConfig, data: Dataset, block, estimator, probe,
-                           name: str = "custom", *, circuits: CircuitConfig | None = None) -> RunParts:
+                           name: str = "custom") -> RunParts:
     """The run ``cfg`` with its eqtransformer realized on the chip ``hw`` (module docstring).
 
     Args:
         cfg: the run's configuration (``model = "eqtransformer"``).
-        hw: the chip.
+        hw: the chip; its ``circuits`` section sets the non-idealities of the block's
+            multipliers, softmax, normalization circuits and GELU rails.
         data: the run's data set.
         block: the digital block the run starts from (the emulator run's initialization).
         estimator: the run's gradient estimator, in the block's own parameters.
         probe: ``(estimate, exact reference)`` estimators of the gradient probe, or ``None``.
         name: the chip's name in the run's label.
-        circuits: non-idealities of the block's multipliers, softmax and normalization circuits
-            (``None``: ideal).
     """
     check_transformer_chip_options(cfg)
     streams = Streams.of(cfg)
-    chip = realize_transformer(block, hw, streams.chip, circuits=circuits or CircuitConfig(),
-                               headroom=TRAIN_HEADROOM)
+    chip = realize_transformer(block, hw, streams.chip, headroom=TRAIN_HEADROOM)
     mixed = cfg.update == "mixed"
     probe = None if probe is None else tuple(InWeightUnits(e) for e in probe)
     return RunParts(
@@ -108,4 +108,5 @@ def build_transformer_chip(cfg: TrainConfig, hw: ChipConfig, data: Dataset, bloc
         estimator=InWeightUnits(estimator),
         updater=BlockUpdater(build_optimizer(cfg), accumulate=mixed),
         data=data, label=f"chip ({name}, mixed)" if mixed else f"chip ({name})", probe=probe,
+        hooks=(StepEnergy(tuple(real_nudges(estimator))),),
     )

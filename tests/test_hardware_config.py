@@ -18,6 +18,7 @@ from analogeq.hardware import (
     SECTIONS,
     ChipConfig,
     ConfigError,
+    CircuitConfig,
     CrossbarConfig,
     DynamicsConfig,
     NeuronConfig,
@@ -178,6 +179,30 @@ BAD = [
     ("energy.pulse_width", 0.0),
     ("energy.pulse_width", -1e-8),
     ("energy.pulse_width", "10 ns"),
+    # circuits
+    ("circuits.mult_gain_sigma", -0.02),
+    ("circuits.mult_gain_sigma", 1.5),  # 150 % gain spread: a percent typed as a number
+    ("circuits.mult_gain_sigma", math.nan),
+    ("circuits.mult_gain_sigma", "2%"),
+    ("circuits.mult_offset_sigma", -1e-3),
+    ("circuits.mult_offset_sigma", 20.0),  # tens of volts: a unit mistake (mV as V)
+    ("circuits.mult_offset_sigma", math.inf),
+    ("circuits.mult_offset_sigma", None),
+    ("circuits.mult_noise", -1e-4),
+    ("circuits.mult_noise", 11.0),
+    ("circuits.mult_noise", math.nan),
+    ("circuits.mult_noise", True),
+    ("circuits.softmax_gain_sigma", -0.05),
+    ("circuits.softmax_gain_sigma", 2.0),
+    ("circuits.softmax_gain_sigma", math.inf),
+    ("circuits.softmax_gain_sigma", "0.05"),
+    ("circuits.norm_gain_sigma", -0.02),
+    ("circuits.norm_gain_sigma", 1.01),
+    ("circuits.norm_gain_sigma", math.nan),
+    ("circuits.norm_gain_sigma", None),
+    ("circuits.gelu_rails", 1),
+    ("circuits.gelu_rails", "true"),
+    ("circuits.gelu_rails", None),
 ]
 
 
@@ -265,6 +290,8 @@ def test_ideal_preset_is_the_default_chip():
     assert cb.n_levels == 0 and cb.prog_noise == cb.d2d_bounds == cb.read_noise == 0
     assert not cb.thermal_noise and not n.kTC_noise and ideal.noise.temperature == 0
     assert n.offset_sigma == n.gain_sigma == n.amp_pole_tau == 0
+    assert ideal.circuits == CircuitConfig() and not ideal.circuits.gelu_rails
+    assert ChipConfig.preset("ideal-windowed").circuits == CircuitConfig()
     assert n.rail_units == 1.0  # the circuit's tanh is the model's rho
     assert p.dac_bits == p.adc_bits == 0
     assert ideal.dynamics.adaptive and ideal.dynamics.average_window == 0
@@ -286,6 +313,14 @@ def test_realistic_preset_numbers():
     assert cfg.noise.temperature == 300.0
     assert cfg.noise.kT == pytest.approx(4.14e-21, rel=1e-3)  # k_B (exact, SI 2019) x 300 K
     assert math.sqrt(cfg.noise.kT / cfg.neuron.C) == pytest.approx(64e-6, rel=0.01)
+    c = cfg.circuits
+    assert (c.mult_gain_sigma, c.mult_offset_sigma, c.softmax_gain_sigma, c.norm_gain_sigma) == (
+        0.02, 2e-3, 0.05, 0.02)
+    assert c.mult_noise == pytest.approx(math.sqrt(cfg.noise.kT / cfg.neuron.C), rel=0.01)  # kT/C of 1 pF
+    # a weak-inversion exponentiator: log gain = sigma(V_T) / (n U_T), 2 mV / (1.5 kT/q) at 300 K
+    assert c.softmax_gain_sigma == pytest.approx(c.mult_offset_sigma / (1.5 * cfg.noise.kT / 1.602176634e-19),
+                                                 rel=0.05)
+    assert c.gelu_rails
 
 
 @pytest.mark.parametrize("name", PRESETS)
@@ -329,6 +364,34 @@ def test_toml_round_trip_awkward_values(tmp_path):
     assert back == cfg
     assert back.crossbar.G_ref == 1.2345678901234567e-05
     assert back.dynamics.settle_time is None
+
+
+def test_circuits_section_round_trips_and_sweeps(tmp_path):
+    """[circuits] is a chip section like the others: dotted replace, TOML round trip, and as a
+    pytree its mismatch and noise amplitudes are leaves while gelu_rails and whether each
+    amplitude is zero stay static."""
+    import jax
+
+    cfg = ChipConfig.ideal().replace(**{"circuits.mult_gain_sigma": 0.02, "circuits.gelu_rails": True,
+                                        "circuits.mult_noise": 1.0 / 3 * 1e-4})
+    assert cfg.circuits == CircuitConfig(mult_gain_sigma=0.02, gelu_rails=True, mult_noise=1e-4 / 3)
+    assert ChipConfig.ideal().circuits == CircuitConfig()  # original untouched
+    out = tmp_path / "chip.toml"
+    text = cfg.to_toml(out)
+    assert "[circuits]" in text and "gelu_rails = true" in text
+    back = ChipConfig.from_toml(out)
+    assert back == cfg and back.circuits.mult_noise == 1e-4 / 3
+    out.write_text("[circuits]\nsoftmax_gain_sigma = 0.05\n")  # a partial section takes ideal defaults
+    assert ChipConfig.from_toml(out) == ChipConfig().replace(**{"circuits.softmax_gain_sigma": 0.05})
+    leaves, tree = jax.tree_util.tree_flatten(cfg.circuits)
+    assert leaves == [0.02, 0.0, 1e-4 / 3, 0.0, 0.0]
+    assert tree == jax.tree_util.tree_structure(cfg.circuits.replace(mult_gain_sigma=0.05))  # same program
+    assert tree != jax.tree_util.tree_structure(cfg.circuits.replace(mult_gain_sigma=0.0))  # zero: static
+    assert tree != jax.tree_util.tree_structure(cfg.circuits.replace(gelu_rails=False))
+    traced = jax.tree_util.tree_unflatten(tree, [jax.numpy.asarray(v) for v in leaves])
+    assert traced.on("mult_gain_sigma") and not traced.on("softmax_gain_sigma") and traced.gelu_rails
+    with pytest.raises(ValueError, match=r"unknown key 'circuits\.mult_gain'.*allowed keys: mult_gain_sigma"):
+        cfg.replace(**{"circuits.mult_gain": 0.02})
 
 
 def test_unknown_preset_lists_available():

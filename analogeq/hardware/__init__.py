@@ -5,6 +5,7 @@ from analogeq.hardware.config import (
     DEVICE_MODELS_ENV,
     SECTIONS,
     ChipConfig,
+    CircuitConfig,
     ConfigError,
     CrossbarConfig,
     DynamicsConfig,
@@ -22,7 +23,7 @@ from analogeq.hardware.converters import quantize
 from analogeq.hardware.dynamics import ChipRelaxation
 from analogeq.hardware.programming import ConductanceUpdater, program
 from analogeq.hardware.realize import realize
-from analogeq.hardware.transformer import AnalogEqTransformer, CircuitConfig, realize_transformer
+from analogeq.hardware.transformer import AnalogEqTransformer, realize_transformer
 from analogeq.hardware.transformer_updates import BlockUpdater, InWeightUnits, block_gradient, block_parameters
 from analogeq.hardware.verdict import continuous_verdict, format_verdict
 

@@ -2,7 +2,8 @@
 
 A :class:`ChipConfig` is plain, immutable, hashable configuration data (frozen dataclasses of
 Python numbers): one section per block of the chip (:mod:`analogeq.hardware.sections`: ``crossbar``,
-``neuron``, ``periphery``, ``noise``, ``dynamics``, ``energy``), validated by the one spec base of
+``neuron``, ``periphery``, ``noise``, ``dynamics``, ``energy``, and ``circuits`` for the
+equilibrium-transformer block's own circuits), validated by the one spec base of
 :mod:`analogeq.spec`.
 
 Every field has a default; the defaults together are the *ideal* chip (every non-ideality off;
@@ -36,6 +37,7 @@ from analogeq.hardware.sections import (
     MAX_LEVELS,
     MAX_TEMPERATURE,
     SECTIONS,
+    CircuitConfig,
     CrossbarConfig,
     DynamicsConfig,
     EnergyConfig,
@@ -49,6 +51,7 @@ from analogeq.spec import ConfigError, Spec, format_value, section
 
 __all__ = [
     "ChipConfig",
+    "CircuitConfig",
     "ConfigError",
     "CrossbarConfig",
     "DEVICE_MODELS_ENV",
@@ -120,6 +123,8 @@ class ChipConfig(Spec):
         noise: :class:`NoiseConfig`.
         dynamics: :class:`DynamicsConfig`.
         energy: :class:`EnergyConfig`.
+        circuits: :class:`CircuitConfig` (the equilibrium-transformer block's multipliers,
+            softmax, normalization and GELU rails; ignored by a layered chip).
 
     Each defaults to its ideal section; a section may also be given as a mapping of its fields.
     Instances are immutable and hashable (usable as static arguments). Besides each section's
@@ -140,6 +145,7 @@ class ChipConfig(Spec):
     noise: NoiseConfig = section(NoiseConfig)
     dynamics: DynamicsConfig = section(DynamicsConfig)
     energy: EnergyConfig = section(EnergyConfig)
+    circuits: CircuitConfig = section(CircuitConfig)
 
     def _check(self) -> None:
         tau, dyn = self.neuron.tau, self.dynamics

@@ -14,6 +14,9 @@ section                 what it describes
                         steady-state tolerance, time-averaged readout
 ``energy``              :class:`EnergyConfig`: energy and time of a conversion and of a
                         programming pulse (for :mod:`analogeq.energy`)
+``circuits``            :class:`CircuitConfig`: the equilibrium-transformer block's own
+                        circuits (multipliers, softmax exponentiators, normalization, GELU
+                        rails); a layered chip has none of them and ignores the section
 ======================  =================================================================
 
 Every default is the *ideal* chip (every non-ideality off); the ``energy`` section holds
@@ -47,6 +50,7 @@ MAX_TEMPERATURE = 1000.0
 __all__ = [
     "MAX_LEVELS",
     "MAX_TEMPERATURE",
+    "CircuitConfig",
     "CrossbarConfig",
     "DynamicsConfig",
     "EnergyConfig",
@@ -458,6 +462,39 @@ class EnergyConfig(Spec):
         """Energy of one DAC conversion at ``bits`` resolution [J]."""
         return self.dac_fom * 2.0 ** self.cost_bits(bits)
 
+
+@dataclass(frozen=True)
+class CircuitConfig(Spec):
+    """Non-idealities of the equilibrium-transformer block's circuits beyond the crossbar and the
+    neuron (:mod:`analogeq.hardware.transformer`); a layered chip has none of these circuits and
+    ignores the section. Defaults: ideal.
+
+    Attributes:
+        mult_gain_sigma: relative std of each four-quadrant multiplier's gain, drawn once per
+            chip (dimensionless, in ``[0, 1]``). Default ``0.0``.
+        mult_offset_sigma: std of each multiplier's output offset [V], drawn once per chip
+            (in ``[0, 10]``). Default ``0.0``.
+        mult_noise: std of the additive noise at each multiplier-array output (a score
+            ``q . k`` or an attention output channel) [V], drawn per settle (in ``[0, 10]``).
+            Default ``0.0``.
+        softmax_gain_sigma: std of the log gain of each exponentiator of the translinear
+            softmax, drawn once per chip (dimensionless, in ``[0, 1]``). Default ``0.0``.
+        norm_gain_sigma: relative std of each normalization circuit's gain, drawn once per chip
+            (dimensionless, in ``[0, 1]``). Default ``0.0``.
+        gelu_rails: saturate the GELU neurons' outputs at the chip's ``neuron.rail``
+            (``R tanh(u / R)``); ``False`` = unsaturated. Default ``False``.
+    """
+
+    _section: ClassVar[str] = "circuits"
+
+    mult_gain_sigma: float = real(0.0, "relative std of each multiplier's gain", ge=0.0, le=1.0)
+    mult_offset_sigma: float = real(0.0, "std of each multiplier's output offset", "V", ge=0.0, le=10.0)
+    mult_noise: float = real(0.0, "std of the noise at each multiplier-array output", "V", ge=0.0, le=10.0)
+    softmax_gain_sigma: float = real(0.0, "std of each exponentiator's log gain", ge=0.0, le=1.0)
+    norm_gain_sigma: float = real(0.0, "relative std of each normalization circuit's gain", ge=0.0, le=1.0)
+    gelu_rails: bool = boolean(False, "saturate the GELU neurons at neuron.rail")
+
+
 SECTIONS: dict[str, type[Spec]] = {
     "crossbar": CrossbarConfig,
     "neuron": NeuronConfig,
@@ -465,6 +502,7 @@ SECTIONS: dict[str, type[Spec]] = {
     "noise": NoiseConfig,
     "dynamics": DynamicsConfig,
     "energy": EnergyConfig,
+    "circuits": CircuitConfig,
 }
 """Section name -> section class, in the order of :class:`ChipConfig`'s fields."""
 
@@ -482,13 +520,16 @@ TRACED_FIELDS: dict[str, tuple[str, ...]] = {
     "noise": ("temperature",),
     "dynamics": (),
     "energy": (),
+    "circuits": ("mult_gain_sigma", "mult_offset_sigma", "mult_noise", "softmax_gain_sigma",
+                 "norm_gain_sigma"),
 }
 """Fields of each section that are pytree leaves: a compiled step takes them as traced arrays, so
 a new value reuses the compiled program. Everything else is static (part of the program): the
-switches (bools, choices, converter bits, ``None`` vs set), and the numbers that set loop lengths
-and matrices built at trace time: ``neuron.C`` / ``g_leak`` (their ratio ``tau`` is the unit of
-every window, so it sets the integrators' step counts), ``neuron.amp_pole_tau`` (the
-exact-decay matrix), the ``dynamics`` windows and tolerances, and the ``energy`` costs.
+switches (bools such as ``circuits.gelu_rails``, choices, converter bits, ``None`` vs set),
+and the numbers that set loop lengths and matrices built at trace time: ``neuron.C`` /
+``g_leak`` (their ratio ``tau`` is the unit of every window, so it sets the integrators' step
+counts), ``neuron.amp_pole_tau`` (the exact-decay matrix), the ``dynamics`` windows and
+tolerances, and the ``energy`` costs.
 
 The rule for a traced number: whether it is zero is static too (``on(name)``), since zero
 switches a block off (no read-noise draw, no programming noise, continuous conductances for

@@ -36,16 +36,16 @@ node                        RC node with leak ``(1 + c) g_leak``; optional ampli
                             thermal noise as on the layered chip
 ==========================  ==================================================================
 
-With :meth:`ChipConfig.ideal` and :class:`CircuitConfig` at its defaults the analog field equals
-the digital one to rounding. :func:`continuous_verdict` answers, for a trained block, whether a
+The circuits' own non-idealities are the chip's ``circuits`` section
+(:class:`~analogeq.hardware.sections.CircuitConfig`, ``[circuits]`` in a chip TOML file). With
+:meth:`ChipConfig.ideal` (whose ``circuits`` are ideal) the analog field equals the digital one
+to rounding. :func:`continuous_verdict` answers, for a trained block, whether a
 cycle (or divergence) seen by the Euler emulator exists in continuous time on the analog block.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -56,44 +56,15 @@ from analogeq.hardware.config import ChipConfig
 from analogeq.hardware.constants import K_B
 from analogeq.hardware.converters import quantize
 from analogeq.hardware.realize import map_tile
+from analogeq.hardware.sections import CircuitConfig
 from analogeq.models.base import AbstractModel
 from analogeq.models.transformer import LN_EPS, RMS_EPS, EqTransformer, gelu_tanh
-from analogeq.spec import Spec, boolean, real
 
 __all__ = ["AnalogEqTransformer", "CircuitConfig", "realize_transformer"]
 
 TILES = ("W_q", "W_k", "W_v", "W_o", "W_1", "W_2", "b_1", "b_2")
 """The block's parameters stored on crossbar tiles (biases as one-column tiles driven by
 ``v_unit``)."""
-
-
-@dataclass(frozen=True)
-class CircuitConfig(Spec):
-    """Non-idealities of the block's circuits beyond the crossbar and neuron (defaults: ideal).
-
-    Attributes:
-        mult_gain_sigma: relative std of each four-quadrant multiplier's gain, drawn once per
-            chip (dimensionless, in ``[0, 1]``).
-        mult_offset_sigma: std of each multiplier's output offset [V], drawn once per chip
-            (in ``[0, 10]``).
-        mult_noise: std of the additive noise at each multiplier-array output (a score
-            ``q . k`` or an attention output channel) [V], drawn per settle (in ``[0, 10]``).
-        softmax_gain_sigma: std of the log gain of each exponentiator of the translinear
-            softmax, drawn once per chip (dimensionless, in ``[0, 1]``).
-        norm_gain_sigma: relative std of each normalization circuit's gain, drawn once per chip
-            (dimensionless, in ``[0, 1]``).
-        gelu_rails: saturate the GELU neurons' outputs at the chip's ``neuron.rail``
-            (``R tanh(u / R)``); ``False`` = unsaturated.
-    """
-
-    _section: ClassVar[str] = "circuits"
-
-    mult_gain_sigma: float = real(0.0, "relative std of each multiplier's gain", ge=0.0, le=1.0)
-    mult_offset_sigma: float = real(0.0, "std of each multiplier's output offset", "V", ge=0.0, le=10.0)
-    mult_noise: float = real(0.0, "std of the noise at each multiplier-array output", "V", ge=0.0, le=10.0)
-    softmax_gain_sigma: float = real(0.0, "std of each exponentiator's log gain", ge=0.0, le=1.0)
-    norm_gain_sigma: float = real(0.0, "relative std of each normalization circuit's gain", ge=0.0, le=1.0)
-    gelu_rails: bool = boolean(False, "saturate the GELU neurons at neuron.rail")
 
 
 class AnalogEqTransformer(AbstractModel):
@@ -114,7 +85,7 @@ class AnalogEqTransformer(AbstractModel):
         sm_gain: exponentiator gains ``(H, L, L)``.
         gelu_offset, gelu_gain: GELU neuron mismatch ``(L, m d)``.
         qk_noise, pv_noise: this settle's multiplier-output noise ``(H, L, L)``, ``(H, L, d_h)``.
-        config, circuits: the hardware description.
+        config: the hardware description; its ``circuits`` section is :attr:`circuits`.
     """
 
     tiles: dict
@@ -143,7 +114,6 @@ class AnalogEqTransformer(AbstractModel):
     qk_norm: bool = eqx.field(static=True)
     seq_len: int = eqx.field(static=True)
     config: ChipConfig = eqx.field(static=True)
-    circuits: CircuitConfig = eqx.field(static=True)
 
     # ----------------------------------------------------------------- sizes
     @property
@@ -157,6 +127,11 @@ class AnalogEqTransformer(AbstractModel):
     @property
     def vocab_size(self) -> int:
         return int(self.tok.shape[0])
+
+    @property
+    def circuits(self) -> CircuitConfig:
+        """The non-idealities of the block's circuits (``config.circuits``)."""
+        return self.config.circuits
 
     @property
     def has_pole(self) -> bool:
@@ -232,8 +207,14 @@ class AnalogEqTransformer(AbstractModel):
         return e / jnp.sum(e, axis=-1, keepdims=True)
 
     def attention(self, h: Array) -> Array:
-        """Attention branch of normalized states ``h`` ``(T, d)``: crossbar projections, q/k norm
-        circuits, score multipliers, translinear softmax, value multipliers, ``W_o`` crossbar."""
+        """Attention branch of normalized states ``h`` ``(T, d)``: :meth:`attention_output`
+        through the ``W_o`` crossbar."""
+        return self.read("W_o", self.attention_output(h))
+
+    def attention_output(self, h: Array) -> Array:
+        """The heads' outputs ``(T, d)`` that drive ``W_o``, for normalized states ``h``:
+        crossbar projections, q/k norm circuits, score multipliers, translinear softmax, value
+        multipliers."""
         t, d = h.shape
         nh, dh = self.n_heads, d // self.n_heads
         heads = lambda a: a.reshape(t, nh, dh).transpose(1, 0, 2)
@@ -256,7 +237,7 @@ class AnalogEqTransformer(AbstractModel):
         if c.mult_offset_sigma > 0:
             o = o + jnp.einsum("ij,hijc->hic", mask, self.pv_offset[:, :t, :t])
         o = o + self.pv_noise[:, :t]
-        return self.read("W_o", o.transpose(1, 0, 2).reshape(t, d))
+        return o.transpose(1, 0, 2).reshape(t, d)
 
     def gelu(self, u: Array) -> Array:
         """The GELU neuron circuits for pre-activations ``u`` ``(T, m d)``."""
@@ -270,15 +251,33 @@ class AnalogEqTransformer(AbstractModel):
     def ffn(self, h: Array) -> Array:
         """FFN branch: ``gelu(h W_1 + b_1) W_2 + b_2`` on crossbars and GELU neurons."""
         one = jnp.ones((1,), h.dtype)  # the bias tiles' drive line, at v_unit
-        return self.read("W_2", self.gelu(self.read("W_1", h) + self.read("b_1", one))) + self.read("b_2", one)
+        return self.read("W_2", self.ffn_hidden(h)) + self.read("b_2", one)
+
+    def ffn_hidden(self, h: Array) -> Array:
+        """The GELU outputs ``gelu(h W_1 + b_1)`` ``(T, m d)`` that drive ``W_2``."""
+        one = jnp.ones((1,), h.dtype)
+        return self.gelu(self.read("W_1", h) + self.read("b_1", one))
+
+    def normalized(self, z: Array) -> tuple[Array, Array]:
+        """``(LN1 z, LN2 z)``: the normalization circuits' outputs for node states ``z`` ``(T, d)``."""
+        t = z.shape[0]
+        return (self.normalize(z, self.ln1_g, self.ln1_b, self.ln1_gain[:t]),
+                self.normalize(z, self.ln2_g, self.ln2_b, self.ln2_gain[:t]))
 
     def branches(self, z: Array) -> Array:
         """The branch currents into the nodes, ``Attn(LN1 z) + FFN(LN2 z)`` (units of ``v_unit``
         per ``tau``)."""
-        t = z.shape[0]
-        a = self.attention(self.normalize(z, self.ln1_g, self.ln1_b, self.ln1_gain[:t]))
-        f = self.ffn(self.normalize(z, self.ln2_g, self.ln2_b, self.ln2_gain[:t]))
-        return a + f
+        h1, h2 = self.normalized(z)
+        return self.attention(h1) + self.ffn(h2)
+
+    def tile_drives(self, z: Array) -> dict[str, Array]:
+        """What drives the rows of each tile in :data:`TILES` at node states ``z`` ``(T, d)``
+        (units of ``v_unit``, one row of drives per position): the normalized states, the
+        heads' outputs, the GELU outputs, and ``1`` on the bias tiles' line."""
+        h1, h2 = self.normalized(z)
+        one = jnp.ones((z.shape[0], 1), z.dtype)
+        return {"W_q": h1, "W_k": h1, "W_v": h1, "W_o": self.attention_output(h1), "W_1": h2,
+                "W_2": self.ffn_hidden(h2), "b_1": one, "b_2": one}
 
     # ----------------------------------------------------------------- field
     def _check_state(self, s: Array, t: int) -> None:
@@ -374,7 +373,7 @@ def _tile_scale(name: str, w, w_max: float, headroom: float = 1.0) -> float:
 
 
 def realize_transformer(block: EqTransformer, config: ChipConfig, key, *,
-                        circuits: CircuitConfig = CircuitConfig(),
+                        circuits: CircuitConfig | None = None,
                         headroom: float = 1.0) -> AnalogEqTransformer:
     """One analog chip instance of ``block``: programming error, bounds, levels and every circuit
     mismatch drawn once from ``key`` (the same key gives the same chip).
@@ -382,9 +381,12 @@ def realize_transformer(block: EqTransformer, config: ChipConfig, key, *,
     Args:
         block: the digital :class:`EqTransformer` (its dtype is kept; use float64 to compare
             with the digital field to rounding).
-        config: the chip (crossbar, neuron, periphery, noise; SI units).
+        config: the chip (crossbar, neuron, periphery, noise, circuits; SI units).
         key: PRNG key of this chip instance.
-        circuits: non-idealities of the multipliers, softmax and normalization circuits.
+        circuits: replaces ``config.circuits`` (the non-idealities of the multipliers, softmax
+            and normalization circuits), for a study of one circuit effect; ``None``: the
+            chip's own section. The chip instance's ``config`` holds the circuits it was built
+            with.
         headroom: growth room of each tile's weights (dimensionless, >= 1): a tile whose
             ``headroom max |W|`` exceeds ``crossbar.w_max`` gets the stage gain
             ``s = headroom max |W| / w_max``, so its largest weight sits at ``w_max / headroom``
@@ -401,8 +403,10 @@ def realize_transformer(block: EqTransformer, config: ChipConfig, key, *,
                         "(use analogeq.hardware.realize for a LeakyNetwork)")
     if not isinstance(config, ChipConfig):
         raise TypeError(f"config must be a ChipConfig; got {type(config).__name__}")
-    if not isinstance(circuits, CircuitConfig):
-        raise TypeError(f"circuits must be a CircuitConfig; got {type(circuits).__name__}")
+    if circuits is not None and not isinstance(circuits, CircuitConfig):
+        raise TypeError(f"circuits must be a CircuitConfig or None; got {type(circuits).__name__}")
+    if circuits is not None:
+        config = config.replace(circuits=circuits)
     if not (isinstance(headroom, (int, float)) and math.isfinite(headroom) and headroom >= 1):
         raise ValueError(f"headroom must be a finite number >= 1 (growth room of the tiles' "
                          f"weights); got {headroom!r}")
@@ -421,7 +425,7 @@ def realize_transformer(block: EqTransformer, config: ChipConfig, key, *,
         k = next(ks)
         return sigma * jax.random.normal(k, shape, dtype) if sigma > 0 else jnp.zeros(shape, dtype)
 
-    c, vu = circuits, nc.v_unit
+    c, vu = config.circuits, nc.v_unit
     return AnalogEqTransformer(
         tiles=tiles, tok=block.tok, pos=block.pos, ln1_g=block.ln1_g, ln1_b=block.ln1_b,
         ln2_g=block.ln2_g, ln2_b=block.ln2_b, W_h=block.W_h,
@@ -436,5 +440,5 @@ def realize_transformer(block: EqTransformer, config: ChipConfig, key, *,
         gelu_gain=1 + normal((L, md), nc.gain_sigma),
         qk_noise=jnp.zeros((nh, L, L), dtype), pv_noise=jnp.zeros((nh, L, dh), dtype),
         n_heads=nh, damping=block.damping, qk_norm=block.qk_norm,
-        seq_len=block.seq_len, config=config, circuits=circuits,
+        seq_len=block.seq_len, config=config,
     )

@@ -20,7 +20,8 @@ import numpy as np
 from analogeq.diagnostics.continuous import settle
 from analogeq.diagnostics.report import DiagnoseOptions, diagnose, to_float64
 from analogeq.hardware.config import ChipConfig
-from analogeq.hardware.transformer import CircuitConfig, realize_transformer
+from analogeq.hardware.sections import CircuitConfig
+from analogeq.hardware.transformer import realize_transformer
 from analogeq.models.transformer import EqTransformer
 
 __all__ = ["continuous_verdict", "format_verdict"]
@@ -28,7 +29,7 @@ __all__ = ["continuous_verdict", "format_verdict"]
 
 def continuous_verdict(block: EqTransformer, xs, hardware: str | ChipConfig = "ideal", *,
                        eps: float | None = None, tol: float = 1e-6,
-                       circuits: CircuitConfig = CircuitConfig(), chip_key=None, options=None,
+                       circuits: CircuitConfig | None = None, chip_key=None, options=None,
                        seed: int = 0) -> dict:
     """Does a cycle (or divergence) the Euler emulator sees exist in continuous time on the
     analog block?
@@ -45,7 +46,9 @@ def continuous_verdict(block: EqTransformer, xs, hardware: str | ChipConfig = "i
         hardware: a preset name, a TOML path or a :class:`ChipConfig`.
         eps: the emulator's Euler step (units of ``tau``); required.
         tol: convergence residual of the diagnosis when ``options`` does not set one.
-        circuits: the circuit non-idealities of the analog block.
+        circuits: replaces the chip's ``circuits`` section (the non-idealities of the block's
+            multipliers, softmax, normalization and GELU rails) to study one effect;
+            ``None``: the chip's own section.
         chip_key: PRNG key of the chip instance (default ``PRNGKey(seed)``).
         options: :class:`analogeq.diagnostics.DiagnoseOptions` (default: ``tol``).
         seed: seed of the projections and start vectors.
