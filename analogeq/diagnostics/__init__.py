@@ -1,6 +1,7 @@
 """Stability diagnostics: leading eigenvalues of the relaxation's linearization, a verdict
 (stable / Euler artifact / continuous Hopf), limit-cycle detection under Euler and in continuous
-time, and the ``analogeq diagnose`` report of a trained run."""
+time, the ``analogeq diagnose`` report of a trained run, and the stability probe the training
+loop records at its evaluations."""
 
 from analogeq.diagnostics.continuous import continuous_check, continuous_trace, settle
 from analogeq.diagnostics.eigen import (
@@ -18,6 +19,7 @@ from analogeq.diagnostics.report import (
     format_verdicts,
     plot_spectrum,
 )
+from analogeq.diagnostics.stability_probe import stability_probe
 from analogeq.diagnostics.verdict import LABELS, Verdict, classify, verdict
 
 __all__ = [
@@ -42,5 +44,6 @@ __all__ = [
     "leading_eigenvalues",
     "plot_spectrum",
     "settle",
+    "stability_probe",
     "verdict",
 ]
