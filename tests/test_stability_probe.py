@@ -14,7 +14,7 @@ import pytest
 jax.config.update("jax_enable_x64", True)
 
 from analogeq.config import TrainConfig  # noqa: E402
-from analogeq.diagnostics.stability_probe import stability_probe  # noqa: E402
+from analogeq.diagnostics.stability_probe import DENSE_MAX, stability_probe  # noqa: E402
 from analogeq.emulator import AbstractRelaxation, EulerRelaxation, euler  # noqa: E402
 from analogeq.models.base import AbstractModel  # noqa: E402
 from analogeq.models.transformer import EqTransformer  # noqa: E402
@@ -94,11 +94,11 @@ def test_linear_field_spectrum_and_verdicts(name):
 
 
 def test_large_state_uses_arpack():
-    # 2100 entries: above the dense limit; the top pair sits among stable decays.
-    rng = np.random.default_rng(1)
-    decay = -1.0 - rng.random(2098)
+    # Above the dense limit: the top pair sits among stable decays.
+    n = DENSE_MAX + 88
+    decay = -1.0 - np.random.default_rng(1).random(n - 2)
     a = block(rot(0.05, 0.8), np.diag(decay))
-    out = stability_probe(Linear(a), FineSteps(), jnp.zeros((1, 2100), F64), n=1, k=4)
+    out = stability_probe(Linear(a), FineSteps(), jnp.zeros((1, n), F64), n=1, k=4)
     assert out["max_re_mu"] == pytest.approx(0.05, abs=1e-8)
     assert out["max_re_mu_im"] == pytest.approx(0.8, abs=1e-8)
     assert out["verdict"] == "continuous-hopf"
