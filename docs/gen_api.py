@@ -48,6 +48,7 @@ ENTRY_POINTS: dict[str, tuple[str, ...]] = {
     "analogeq.updaters": ("make_optimizer",),
     "analogeq.energy_report": ("energy_report", "format_energy", "energy_line"),
     "analogeq.spice_report": ("run_chip", "spice_report", "NOISE_CHECKS"),
+    "analogeq.diagnostics.stability_probe": ("stability_probe", "DENSE_MAX"),
     "analogeq.stability": ("Penalized", "StabilizedUpdater", "StabilityState", "residual_penalty",
                            "jacobian_penalty", "controller_update", "cap_weights", "ema_model"),
 }

@@ -13,11 +13,11 @@ import pytest
 
 jax.config.update("jax_enable_x64", True)
 
-from analogeq.config import TrainConfig  # noqa: E402
-from analogeq.diagnostics.stability_probe import DENSE_MAX, stability_probe  # noqa: E402
-from analogeq.emulator import AbstractRelaxation, EulerRelaxation, euler  # noqa: E402
-from analogeq.models.base import AbstractModel  # noqa: E402
-from analogeq.models.transformer import EqTransformer  # noqa: E402
+from analogeq.config import TrainConfig
+from analogeq.diagnostics.stability_probe import DENSE_MAX, stability_probe
+from analogeq.emulator import AbstractRelaxation, EulerRelaxation, euler
+from analogeq.models.base import AbstractModel
+from analogeq.models.transformer import EqTransformer
 
 F64 = jnp.float64
 
@@ -93,7 +93,7 @@ def test_linear_field_spectrum_and_verdicts(name):
     json.dumps(out, allow_nan=False)
 
 
-def test_large_state_uses_arpack():
+def test_large_state_uses_arpack():  # the continuous criterion's J alone, and J with I + eps J
     # Above the dense limit: the top pair sits among stable decays.
     n = DENSE_MAX + 88
     decay = -1.0 - np.random.default_rng(1).random(n - 2)
@@ -101,6 +101,10 @@ def test_large_state_uses_arpack():
     out = stability_probe(Linear(a), FineSteps(), jnp.zeros((1, n), F64), n=1, k=4)
     assert out["max_re_mu"] == pytest.approx(0.05, abs=1e-8)
     assert out["max_re_mu_im"] == pytest.approx(0.8, abs=1e-8)
+    assert out["verdict"] == "continuous-hopf"
+    out = stability_probe(Linear(a), EulerRelaxation(eps=1.0, T1=5), jnp.zeros((1, n), F64), n=1, k=4)
+    assert out["max_re_mu"] == pytest.approx(0.05, abs=1e-8)
+    assert out["euler_radius"] == pytest.approx(abs(1.05 + 0.8j), abs=1e-8)
     assert out["verdict"] == "continuous-hopf"
 
 
@@ -116,7 +120,7 @@ def jacobian_reference(model, xs):
     (not the probe's step)."""
 
     def one(x):
-        f = lambda z: model.force(z.reshape(T, D), x).reshape(-1)  # noqa: E731
+        f = lambda z: model.force(z.reshape(T, D), x).reshape(-1)
         z = jax.lax.fori_loop(0, 20000, lambda i, z: z + 0.2 * f(z), model.init_state(x).reshape(-1))
         return jax.jacfwd(f)(z), jnp.linalg.norm(f(z))
 

@@ -1,7 +1,7 @@
 """Stability diagnostics: leading eigenvalues of the relaxation's linearization, a verdict
 (stable / Euler artifact / continuous Hopf), limit-cycle detection under Euler and in continuous
 time, the ``analogeq diagnose`` report of a trained run, and the stability probe the training
-loop records at its evaluations."""
+loop records at its evaluations (:mod:`analogeq.diagnostics.stability_probe`)."""
 
 from analogeq.diagnostics.continuous import continuous_check, continuous_trace, settle
 from analogeq.diagnostics.eigen import (
@@ -19,7 +19,6 @@ from analogeq.diagnostics.report import (
     format_verdicts,
     plot_spectrum,
 )
-from analogeq.diagnostics.stability_probe import stability_probe
 from analogeq.diagnostics.verdict import LABELS, Verdict, classify, verdict
 
 __all__ = [
@@ -44,6 +43,5 @@ __all__ = [
     "leading_eigenvalues",
     "plot_spectrum",
     "settle",
-    "stability_probe",
     "verdict",
 ]

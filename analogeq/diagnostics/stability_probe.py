@@ -22,8 +22,9 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import numpy as np
+from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigs
 
-from analogeq.diagnostics.eigen import Spectrum, leading_eigenvalues
+from analogeq.diagnostics.eigen import Spectrum, jacobian_matvec, leading_eigenvalues
 from analogeq.diagnostics.verdict import LABELS, is_complex, verdict
 from analogeq.emulator import EulerRelaxation
 from analogeq.ep.base import free_phase, phase, sample_keys
@@ -71,13 +72,35 @@ def continuous_label(mu: np.ndarray) -> str:
     return "continuous-hopf" if is_complex(top) else "continuous-real"
 
 
-def sample_spectrum(field, s, eps: float, k: int) -> Spectrum:
-    """Leading eigenvalues at one state: dense up to :data:`DENSE_MAX` entries, else ARPACK,
-    and dense after all when ARPACK does not converge (the verdict needs the true leaders)."""
+def continuous_spectrum(field, s, k: int) -> Spectrum | None:
+    """ARPACK's ``k`` eigenvalues of ``J`` with the largest real part alone (what the continuous
+    criterion needs: the Euler pass on ``I + eps J`` would chase a chip's stiff amplifier-pole
+    modes), or ``None`` when it does not converge."""
+    matvec, n, _ = jacobian_matvec(field, s)
+    v0 = np.random.default_rng(0).standard_normal(n)
+    try:
+        mu = eigs(LinearOperator((n, n), matvec=matvec, dtype=np.float64), k=k, which="LR", v0=v0,
+                  tol=1e-10, return_eigenvectors=False)
+    except ArpackNoConvergence:
+        return None
+    mu = np.asarray(mu)[np.argsort(-np.asarray(mu).real, kind="stable")]
+    empty = np.zeros(0, complex)
+    return Spectrum(eps=1.0, lam=empty, mu_euler=empty, mu=mu, n=n, method="arpack")
+
+
+def sample_spectrum(field, s, eps: float, k: int, euler: bool = True) -> Spectrum:
+    """Leading eigenvalues at one state: dense up to :data:`DENSE_MAX` entries, else ARPACK
+    (for the continuous criterion, ``euler=False``, those of ``J`` alone), and dense after all
+    when ARPACK does not converge (the verdict needs the true leaders)."""
     if s.size > DENSE_MAX and k < s.size - 1:
-        spectrum = leading_eigenvalues(field, s, eps, k, method="arpack")
-        if spectrum.converged and spectrum.mu.size and spectrum.lam.size:
-            return spectrum
+        if not euler:
+            spectrum = continuous_spectrum(field, s, k)
+            if spectrum is not None and spectrum.mu.size:
+                return spectrum
+        else:
+            spectrum = leading_eigenvalues(field, s, eps, k, method="arpack")
+            if spectrum.converged and spectrum.mu.size and spectrum.lam.size:
+                return spectrum
     return leading_eigenvalues(field, s, eps, k, method="dense")
 
 
@@ -112,7 +135,7 @@ def stability_probe(model, relaxation, xs, key=None, *, n: int = 4, k: int = 6) 
     euler = isinstance(relaxation, EulerRelaxation)
     eps = float(relaxation.eps) if euler else 1.0  # mu does not depend on eps
     fields = realized_fields(model, xs, keys)
-    spectra = [sample_spectrum(f, free.state[i], eps, k)
+    spectra = [sample_spectrum(f, free.state[i], eps, k, euler)
                for i, f in enumerate(fields) if np.all(np.isfinite(states[i]))]
     return _record(spectra, euler, float(np.max(residual)), len(fields) - len(spectra))
 
