@@ -97,6 +97,21 @@ def test_asym_ep_matches_the_blocks_own_implicit_adjoint(block, batch, hw, circu
     assert compare_gradients(plain, ref)["overall"]["cosine"] < 0.999
 
 
+def test_update_adjoint_is_exact_at_the_fixed_point_with_a_pole(block, batch):
+    """With an amplifier pole the exact adjoint's stage part is ``tau_a / tau`` times its node
+    part, so rebuilding it from the node contrast (which the ADC reads ten times larger) changes
+    nothing at the fixed point."""
+    chip = realize_transformer(block, NONIDEAL, jax.random.PRNGKey(3), circuits=CIRCUITS, headroom=TRAIN_HEADROOM)
+    relax = ChipRelaxation(NONIDEAL, max_steps=20_000)
+    est = eqx.filter_jit(lambda m, r: ImplicitAdjoint(tol=1e-12).estimate(
+        m, aq.make_cost("token_cross_entropy"), r, *batch))(chip, relax)
+    lam = est.contrast
+    assert lam.shape[1] == 2  # (nodes, stage outputs)
+    rebuilt = jax.vmap(chip.update_adjoint)(lam)
+    assert rel(rebuilt, lam) <= 1e-8
+    assert rel(lam[:, 1], 0 * lam[:, 1]) > 0  # the stage part is not trivially zero
+
+
 def test_ideal_analog_ep_equals_the_digital_blocks(block, batch):
     """The must-show: the ideal chip (tiles at stage gains from the training headroom), settled
     by the continuous-time solver, gives the digital block's AsymEP gradient (tight Euler) in

@@ -298,6 +298,16 @@ class AnalogEqTransformer(AbstractModel):
         ratio = self.config.neuron.amp_pole_tau / self.tau
         return jnp.stack([-z + y - self.damping * z, (x_in + self.branches(z) - y) / ratio])
 
+    def update_adjoint(self, a: Array) -> Array:
+        """With an amplifier pole the adjoint's stage part is exactly ``tau_a / tau`` times its
+        node part at the fixed point (the stage output ``y`` enters the cost only through the
+        nodes: ``lambda_z - lambda_y tau / tau_a = 0``), so the update uses the node contrast,
+        which the ADC reads at ``tau / tau_a`` times the amplitude (as the layered chip's
+        :meth:`~analogeq.hardware.Chip.update_adjoint`)."""
+        if not self.has_pole:
+            return a
+        return jnp.stack([a[0], (self.config.neuron.amp_pole_tau / self.tau) * a[0]])
+
     def nodes(self, s: Array) -> Array:
         """The node voltages ``z`` ``(T, d)`` of a state."""
         return s[0] if self.has_pole else s
