@@ -206,8 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prefix}: error: unrecognized arguments: {' '.join(extra)} (see '{prefix} --help')",
               file=sys.stderr)
         return 2
-    compile_cache.enable()
     try:
+        compile_cache.enable()  # inside: a bad $ANALOGEQ_COMPILE_CACHE_MIN_SECONDS is a one-line error
         return args.func(args)
     except KeyboardInterrupt:
         print(f"{prefix}: interrupted", file=sys.stderr)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from analogeq import compile_cache
 from analogeq.spec import ConfigError
 from analogeq.sweep.spec import SUMMARY_FIELDS, TIMING_FIELDS, Job, SweepSpec
 from analogeq.sweep.store import RunStore
@@ -213,7 +214,9 @@ def _on_dask(groups: list[list[Job]], finish, scheduler: str | None, workers: in
                                dashboard_address=None)
     try:
         with (Client(cluster) if cluster is not None else _connect(scheduler)) as client:
-            futures = {client.submit(run_group, g, key=f"analogeq-run-{g[0].key}", pure=False): g for g in groups}
+            cache = compile_cache.settings()
+            futures = {client.submit(_run_group_on_worker, g, cache, key=f"analogeq-run-{g[0].key}", pure=False): g
+                       for g in groups}
             for fut in as_completed(futures):
                 group = futures[fut]
                 if fut.status == "error":
@@ -226,6 +229,17 @@ def _on_dask(groups: list[list[Job]], finish, scheduler: str | None, workers: in
     finally:
         if cluster is not None:
             cluster.close()
+
+
+def _run_group_on_worker(runs: list[Job], cache: tuple[str, float] | None) -> list[dict]:
+    """:func:`run_group` in a Dask worker, with the submitting process's persistent compilation
+    cache (``(directory, min_compile_seconds)`` from :func:`compile_cache.settings`, or
+    ``None``): a worker process would otherwise compile every program anew, as it does not
+    run the command line that turns the cache on. A directory the worker cannot create leaves
+    its cache off."""
+    if cache is not None:
+        compile_cache.enable(*cache)
+    return run_group(runs)
 
 
 def _describe(run: Job) -> str:
