@@ -9,20 +9,21 @@ import pytest
 
 # Commands the tests run (in process or as subprocesses) share one compilation cache in the
 # checkout, not the user's home (set ANALOGEQ_COMPILE_CACHE to another directory for a cold run,
-# or to "off").
+# or to "off"), and store every program however small: the suite runs one process per file and
+# many `analogeq` subprocesses, which compile many of the same programs (the eager operations of
+# realizing the conftest models on the chip presets, hundreds per file at 50-100 ms each; the
+# small training configs; ~20 sub-second programs per CLI process), so a program compiled by one
+# process is read back by the others, and a second run of the suite compiles little.
 os.environ.setdefault("ANALOGEQ_COMPILE_CACHE", str(Path(__file__).resolve().parents[1] / ".cache" / "jax"))
+os.environ.setdefault("ANALOGEQ_COMPILE_CACHE_MIN_SECONDS", "0")
 
 jax.config.update("jax_enable_x64", True)
 
 import analogeq as aq  # noqa: E402
 from analogeq import compile_cache  # noqa: E402
 
-# The test processes use it too, for every program however small: the suite runs one process
-# per file, and the files compile many of the same programs (the eager operations of realizing
-# the conftest models on the chip presets, hundreds per file at 50-100 ms each; the small
-# training configs), so a program compiled by one file is read back by the others, and a second
-# run of the suite compiles little.
-compile_cache.enable(min_compile_seconds=0.0)
+# The test processes use it too (with the settings above, inherited by the subprocesses).
+compile_cache.enable()
 
 F64 = jnp.float64
 

@@ -169,22 +169,12 @@ cluster.close()
 """
 
 
-def _worker_env() -> dict:
-    """The environment of the cluster's workers: the suite's compilation cache (conftest), which
-    the workers would not turn on themselves (only the ``analogeq`` command line does), so they
-    read back the programs the local sweep compiled -- the same executables, the same table --
-    instead of compiling each point's training step anew (~60 s here)."""
-    cache = os.environ.get("ANALOGEQ_COMPILE_CACHE", "off")
-    if cache.lower() in ("off", "0", "false", "no"):
-        return dict(os.environ)
-    return {**os.environ, "JAX_COMPILATION_CACHE_DIR": cache, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
-
-
 def test_dask_local_cluster_gives_the_same_table(reference, tmp_path):
     ref, spec_file = reference
-    # The cluster and the sweep's driver are processes of their own, as on a real cluster.
-    cluster = subprocess.Popen([sys.executable, "-c", CLUSTER], stdin=subprocess.PIPE, env=_worker_env(),
+    # The cluster and the sweep's driver are processes of their own, as on a real cluster. The
+    # sweep hands its workers its compilation cache (the suite's, conftest), so they read back
+    # the programs the local sweep compiled -- the same executables, the same table.
+    cluster = subprocess.Popen([sys.executable, "-c", CLUSTER], stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         address = cluster.stdout.readline().strip()
