@@ -148,3 +148,31 @@ def test_mnist_tiles(tmp_path, monkeypatch):
     # measured in fast mode: 0.913 at 0 Ohm, 0.887 at 10 Ohm -- the drop costs accuracy, mildly at 64 x 64
     assert 0.5 < acc["10.0"] <= acc["0.0"]
     assert r["_figures"] == ["accuracy_vs_wires.png", "ir_drop_maps.png"]
+
+
+def test_transformer_chip(tmp_path, monkeypatch):
+    r = run_notebook("06_transformer_chip.py", """{
+        "curves": {n: [[e["step"], e.get("grad_cosine"), e.get("stab_max_re_mu"), e.get("stab_verdict")]
+                       for e in v] for n, v in evals.items()},
+        "summary": {n: res.summary for n, res in results.items()}, "costs": costs,
+        "energy": {n: e["per_token_J"] for n, e in energy.items()}}""", tmp_path, monkeypatch)
+    curves, summary, costs, energy = r["curves"], r["summary"], r["costs"], r["energy"]
+    assert set(curves) == {"digital", "ideal-windowed", "realistic"}
+    assert all([c[0] for c in v] == [0, 2, 4] for v in curves.values())  # eval and probe every 2 steps
+    # the ideal chip's field is the model's: the same EP estimate and the same spectrum at init
+    for name in ("digital", "ideal-windowed"):
+        assert min(c[1] for c in curves[name]) > 0.999
+    assert abs(curves["digital"][0][2] - curves["ideal-windowed"][0][2]) < 1e-3
+    # a damped (c = 1) block at init: every leading eigenvalue in the left half plane
+    assert all(c[3] == "stable" and c[2] < 0 for v in curves.values() for c in v)
+    assert all(-1.0 <= c[1] <= 1.0 for c in curves["realistic"])
+    assert summary["realistic"]["grad_cosine_mean"] < summary["ideal-windowed"]["grad_cosine_mean"]
+    assert summary["digital"]["stab_verdict_worst"] == "stable"
+    # section 3: the same chip, block and strings as the realistic run's step-0 probe (noise-free)
+    assert abs(costs["realistic"] - curves["realistic"][0][1]) < 1e-4
+    assert costs["ideal-windowed"] > 0.999 and costs["64 levels"] > 0.99
+    assert set(costs) == {"ideal-windowed", "64 levels", "8-bit converters", "amplifier pole",
+                          "circuits mismatch", "realistic"}
+    assert set(energy) == {"ideal-windowed", "realistic"}
+    assert all(1e-12 < e < 1e-5 for v in energy.values() for e in v)  # J per token, a lower bound
+    assert r["_figures"] == ["energy.png", "nonideality_costs.png", "training.png"]
