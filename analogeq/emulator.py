@@ -82,6 +82,11 @@ class AbstractRelaxation(eqx.Module):
         """The free state as the nudged phases start from it (exact here)."""
         return state
 
+    def read_difference(self, nudged: Array, held: Array) -> Array:
+        """What the learning rule sees of nudged states ``nudged`` (any leading axes) minus the
+        held free state ``held``: by default the difference of two reads."""
+        return self.read(nudged) - self.read(held)
+
 
 def euler(field, s0: Array, eps: float, max_steps: int, tol: float, stop_at_tol: bool) -> RelaxResult:
     """Explicit Euler on ``field`` (a term, or any ``s -> F(s)``) for at most ``max_steps``

@@ -75,6 +75,26 @@ def test_coarse_adc_costs_the_gradient(leaky, batch):
     assert rep["overall"]["grad_cos_read"] < 0.9
 
 
+def test_difference_amplifier_recovers_the_contrast(leaky, batch):
+    # The same 3-bit ADC behind a x16 difference amplifier against the held free state
+    # (periphery.contrast_gain): the contrast's step is 2/7/16 V, so the read gradient keeps the
+    # settled one's direction (cosine 0.54 without it); the amplified read clips at
+    # adc_range / 16 (at x64 clipping costs more than the finer step gains: cosine 0.92).
+    cfg = _ideal(**{"periphery.adc_bits": 3, "periphery.contrast_gain": 16.0})
+    chip = realize(leaky, cfg, jax.random.PRNGKey(5))
+    relax = ChipRelaxation(cfg)
+    rep = contrast_report(chip, COST, relax, aq.EP(beta=0.05), *batch, jax.random.PRNGKey(0))
+    assert rep["lsb"] == pytest.approx(2 / 7 / 16)
+    assert rep["overall"]["grad_cos_read"] > 0.98
+    held = jnp.array([0.3, -0.2])
+    step = 2 / 7 / 16
+    got = relax.read_difference(held + jnp.array([0.4 * step, 100.0]), held)
+    # an even level count has no zero level: the nearest is half a step; the rest clips
+    np.testing.assert_allclose(got, [step / 2, 1 / 16], atol=1e-12)
+    plain = ChipRelaxation(_ideal(**{"periphery.adc_bits": 3}))
+    np.testing.assert_allclose(plain.read_difference(held + 0.01, held), plain.read(held + 0.01) - plain.read(held))
+
+
 @pytest.mark.slow
 def test_free_settle_noise_floor_is_kT_over_C():
     # Isolated RC nodes (zero weights), kT/C only, read at one instant: two settles with

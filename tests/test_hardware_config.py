@@ -130,6 +130,10 @@ BAD = [
     ("periphery.adc_range", math.nan),
     ("periphery.sample_hold", 1),
     ("periphery.sample_hold", None),
+    ("periphery.contrast_gain", 0.5),
+    ("periphery.contrast_gain", math.inf),
+    ("periphery.contrast_gain", 2e4),
+    ("periphery.contrast_gain", "16"),
     # noise
     ("noise.temperature", -1.0),
     ("noise.temperature", math.inf),

@@ -76,15 +76,16 @@ def _measure(model, cost, relaxation, estimator, xs, ys, key, repeats):
 
     b = jnp.asarray(betas, xs.dtype).reshape((1, -1, 1))
 
-    def adjoint(states, reader):
-        return -jnp.mean((reader(states) - reader(relaxation.hold(free.state))[:, None]) / b, axis=1)
+    def adjoint(states, difference):
+        return -jnp.mean(difference(states, relaxation.hold(free.state)[:, None]) / b, axis=1)
 
-    a_read = adjoint(n1.state, relaxation.read)
+    exact = jnp.subtract
+    a_read = adjoint(n1.state, relaxation.read_difference)
     for r in range(2, repeats + 1):  # more nudged settles of each sample, each its own draws
         more = jax.vmap(nudged)(xs, ys, free.state, jax.vmap(lambda k, r=r: jax.random.fold_in(k, r))(keys))
-        a_read = a_read + (adjoint(more.state, relaxation.read) - a_read) / r
-    a_raw = adjoint(n1.state, lambda s: s)
-    a_raw2 = adjoint(n2.state, lambda s: s)
+        a_read = a_read + (adjoint(more.state, relaxation.read_difference) - a_read) / r
+    a_raw = adjoint(n1.state, exact)
+    a_raw2 = adjoint(n2.state, exact)
     at = relaxation.read(free.state)
     n = xs.shape[0]
 
@@ -173,7 +174,8 @@ def contrast_report(chip, cost, relaxation, estimator, xs, ys, key, repeats: int
     exact = -span * v["lam"]
     p = chip.config.periphery
     adc_range = float(p.adc_range) / float(chip.config.neuron.v_unit)
-    lsb = 2 * adc_range / (2 ** p.adc_bits - 1) if p.adc_bits > 0 else float("nan")
+    # the contrast's read step: the ADC's, divided by the difference amplifier's gain
+    lsb = 2 * adc_range / (2 ** p.adc_bits - 1) / p.contrast_gain if p.adc_bits > 0 else float("nan")
     bounds = np.cumsum([0, *chip.sizes[1:]])
     layers = []
     for lo, hi in itertools.pairwise(bounds):

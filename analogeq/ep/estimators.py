@@ -87,7 +87,7 @@ class EP(AbstractForceFormEstimator):
         s_star = relaxation.hold(s_star)
         nudged = nudged_phases(model, cost, relaxation, x, target, s_star, betas, self.correction, key)
         b = jnp.asarray(betas, dtype=nudged.state.dtype).reshape((-1,) + (1,) * s_star.ndim)
-        diff = relaxation.read(nudged.state) - relaxation.read(s_star)
+        diff = relaxation.read_difference(nudged.state, s_star)
         a = -jnp.real(jnp.mean(diff / b, axis=0)).astype(s_star.dtype)
         return a, nudged.residual
 

@@ -122,7 +122,7 @@ class AdaptiveEP(EP):
         s_star = relaxation.hold(s_star)
         nudged = nudged_phases(model, cost, rec, x, target, s_star, betas, self.correction, key)
         b = jnp.asarray(betas, dtype=nudged.state.dtype).reshape((1, -1) + (1,) * s_star.ndim)
-        diff = relaxation.read(nudged.state) - relaxation.read(s_star)[None, None]
+        diff = relaxation.read_difference(nudged.state, s_star[None, None])
         a = -jnp.real(jnp.mean(diff / b, axis=1)).astype(s_star.dtype)
         return a, nudged.residual
 

@@ -122,6 +122,16 @@ class ChipRelaxation(AbstractRelaxation):
         stored through the ADC and written back."""
         return state if self.config.periphery.sample_hold else self.read(state)
 
+    def read_difference(self, nudged, held):
+        """The EP contrast's numerator as the periphery reads it: two ADC reads, or with a
+        difference amplifier (``periphery.contrast_gain = G > 1``) one read of ``G (nudged -
+        held)``, whose quantization step is ``1/G`` of the ADC's and which clips at
+        ``+-adc_range / G``."""
+        p, vu = self.config.periphery, self.config.neuron.v_unit
+        if p.contrast_gain == 1:
+            return self.read(nudged) - self.read(held)
+        return quantize((nudged - held) * (p.contrast_gain * vu), p.adc_bits, p.adc_range) / (p.contrast_gain * vu)
+
     def free(self, term, s0, key=None):
         return check_finite(self._settle(term, s0, key, term_noise(term), lead=0), "chip free phase")
 

@@ -270,6 +270,12 @@ class PeripheryConfig(Spec):
         sample_hold: the free-phase state is held on-chip in an analog sample-and-hold
             (``True``) rather than read out through the ADC and stored digitally (``False``).
             Default ``True``.
+        contrast_gain: gain of a difference amplifier that reads each nudged state against the
+            held free state before the ADC (dimensionless, ``1..1e4``): the EP contrast is then
+            ``quantize(G (s_beta - s*)) / G``, its quantization step ``1/G`` of the ADC's, and it
+            clips at ``+-adc_range / G`` (correlated double sampling against the
+            sample-and-hold). ``1`` = no difference amplifier: the contrast is the difference
+            of two absolute ADC reads. Default ``1.0``.
     """
 
     _section: ClassVar[str] = "periphery"
@@ -281,6 +287,8 @@ class PeripheryConfig(Spec):
                             allowed=_BITS_ALLOWED)
     adc_range: float = real(1.0, "ADC full scale, +-adc_range", "V", gt=0.0)
     sample_hold: bool = boolean(True, "analog sample-and-hold of the free state")
+    contrast_gain: float = real(1.0, "gain of the difference amplifier reading a nudged state "
+                                "against the held free state before the ADC (1 = none)", ge=1.0, le=1e4)
 
 
 @dataclass(frozen=True)
