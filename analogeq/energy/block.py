@@ -30,10 +30,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from analogeq.energy.breakdown import with_totals
-from analogeq.energy.converters import adc_energy, adc_read_time, dac_energy
+from analogeq.energy.converters import adc_read_time
 from analogeq.energy.neuron import charging_energy, leak_energy
-from analogeq.energy.pulses import level_changes, programming_rounds, total_pulses
+from analogeq.energy.pulses import level_changes
+from analogeq.energy.step import step_breakdown
 from analogeq.hardware.tile import Tile
 from analogeq.hardware.transformer import TILES, AnalogEqTransformer
 
@@ -72,7 +72,7 @@ def block_step_breakdown(chip: AnalogEqTransformer, betas, est, pulses: tuple) -
         pulses: per-device pulses of one replica of each tile (:func:`block_pulses`).
     """
     cfg = chip.config
-    en, nc, per = cfg.energy, cfg.neuron, cfg.periphery
+    en, nc = cfg.energy, cfg.neuron
     k = len(betas)
     batch, t_len = est.inputs.shape
     nodes = t_len * chip.d_model
@@ -93,21 +93,6 @@ def block_step_breakdown(chip: AnalogEqTransformer, betas, est, pulses: tuple) -
     loop_rounds = k * jnp.sum(jnp.ceil(t_nudged / en.adc_time))
     n_dac = batch * nodes + nodes * loop_rounds
     n_adc = batch * (1 + k) * nodes + nodes * loop_rounds
-    n_pulses = t_len * total_pulses(pulses)
-    rounds = programming_rounds(pulses)
-    return with_totals({
-        "neuron_charging_J": jnp.sum(charge),
-        "crossbar_read_J": jnp.sum(xbar),
-        "leak_J": jnp.sum(leak),
-        "dac_J": dac_energy(en, per.dac_bits, n_dac),
-        "adc_J": adc_energy(en, per.adc_bits, n_adc),
-        "programming_J": n_pulses * en.pulse_energy,
-        "settle_s": jnp.sum(on_time),
-        "dac_s": batch * en.dac_time,
-        "adc_s": batch * (1 + k) * adc_read_time(en, [nodes]),
-        "programming_s": rounds * en.pulse_width,
-        "dac_conversions": n_dac,
-        "adc_conversions": n_adc,
-        "pulses": n_pulses,
-        "pulse_rounds": rounds,
-    })
+    return step_breakdown(cfg, charge=charge, xbar=xbar, leak=leak, on_time=on_time, n_dac=n_dac,
+                          n_adc=n_adc, dac_s=batch * en.dac_time,
+                          adc_s=batch * (1 + k) * adc_read_time(en, [nodes]), pulses=pulses, copies=t_len)

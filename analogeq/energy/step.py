@@ -76,8 +76,29 @@ def train_step_breakdown(chip: Chip, betas, est, pulses: tuple) -> dict:
     dac_rounds = 1 + (1 if k else 0) + (0 if per.sample_hold else k)
     n_dac = batch * (n_in + (n_out if k else 0) + (0 if per.sample_hold else k * n_neurons))
     n_adc = batch * (1 + k) * n_neurons
-    n_partial = partial_sum_conversions(chip, on_time)
-    n_pulses = total_pulses(pulses)
+    return step_breakdown(cfg, charge=charge, xbar=xbar, leak=leak, on_time=on_time, n_dac=n_dac,
+                          n_adc=n_adc, dac_s=batch * dac_rounds * en.dac_time,
+                          adc_s=batch * (1 + k) * adc_read_time(en, chip.sizes[1:]), pulses=pulses,
+                          n_partial=partial_sum_conversions(chip, on_time))
+
+
+def step_breakdown(cfg, *, charge, xbar, leak, on_time, n_dac, n_adc, dac_s, adc_s, pulses,
+                   copies: int = 1, n_partial=0) -> dict:
+    """The breakdown of one training step from its per-sample terms and counts (shared by the
+    layered chip and :mod:`analogeq.energy.block`).
+
+    Args:
+        cfg: the chip's :class:`~analogeq.hardware.config.ChipConfig`.
+        charge, xbar, leak: per-sample node charging, crossbar read and leak energies [J].
+        on_time: per-sample time the chip is driven (free plus nudged windows) [s].
+        n_dac, n_adc: DAC and read-out ADC conversions of the step.
+        dac_s, adc_s: the step's conversion latencies [s].
+        pulses: per-device pulses of one copy of each tile (:func:`step_pulses`).
+        copies: how many identically written copies each tile has.
+        n_partial: partial-sum ADC conversions (digital tile summation).
+    """
+    en, per = cfg.energy, cfg.periphery
+    n_pulses = copies * total_pulses(pulses)
     rounds = programming_rounds(pulses)
     return with_totals({
         "neuron_charging_J": jnp.sum(charge),
@@ -87,8 +108,8 @@ def train_step_breakdown(chip: Chip, betas, est, pulses: tuple) -> dict:
         "adc_J": adc_energy(en, per.adc_bits, n_adc) + adc_energy(en, cfg.crossbar.tile_adc_bits, n_partial),
         "programming_J": n_pulses * en.pulse_energy,
         "settle_s": jnp.sum(on_time),
-        "dac_s": batch * dac_rounds * en.dac_time,
-        "adc_s": batch * (1 + k) * adc_read_time(en, chip.sizes[1:]),
+        "dac_s": dac_s,
+        "adc_s": adc_s,
         "programming_s": rounds * en.pulse_width,
         "dac_conversions": n_dac,
         "adc_conversions": n_adc + n_partial,
