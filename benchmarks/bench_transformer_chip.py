@@ -135,6 +135,7 @@ def row(task: str, name: str, seed: int, history: list[dict], summary: dict, cfg
         per_token = summary["energy_per_step_J"] / tokens
     return {
         "task": task, "run": name, "seed": seed, "status": summary.get("status"),
+        "diverged_step": next((r["step"] for r in history if r["kind"] == "diverged"), None),
         "final_acc": summary.get("final_test_acc"), "best_acc": summary.get("best_test_acc"),
         "final_loss": evals[-1].get("test_loss") if evals else None,
         "best_loss": min((r["test_loss"] for r in evals if r.get("test_loss") is not None), default=None),
@@ -159,11 +160,15 @@ def _fmt(v, spec=".4g") -> str:
     return format(v, spec) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
 
 
+def _name(r: dict) -> str:
+    return r["run"] if r.get("diverged_step") is None else f"{r['run']} (diverged at step {r['diverged_step']})"
+
+
 def table(task: str, rows: list[dict], steps: int) -> str:
     if task == "parity":
         head = ["run", "final acc", "best acc", "step >= 99 %", "cos mean", "cos final", "verdict (worst / final)",
                 "max Re mu [1/tau]", "unconverged", "steps/s", "energy / step", "energy / token"]
-        body = [[r["run"], _fmt(r["final_acc"]), _fmt(r["best_acc"]), _fmt(r["step_to_99"]),
+        body = [[_name(r), _fmt(r["final_acc"]), _fmt(r["best_acc"]), _fmt(r["step_to_99"]),
                  _fmt(r["cos_mean"], ".3f"), _fmt(r["cos_final"], ".3f"),
                  f"{_fmt(r['verdict_worst'])} / {_fmt(r['verdict_final'])}", _fmt(r["max_re_mu"], ".3g"),
                  _fmt(r["unconverged"]), _fmt(r["steps_per_s"], ".3g"), _fmt(r["energy_per_step_J"], ".3g"),
@@ -171,7 +176,7 @@ def table(task: str, rows: list[dict], steps: int) -> str:
     else:
         head = ["run", "val CE final [nats/char]", "best", "cos mean", "cos final", "verdict (worst / final)",
                 "unconverged", "steps/s", "energy / step", "energy / token"]
-        body = [[r["run"], _fmt(r["final_loss"], ".4f"), _fmt(r["best_loss"], ".4f"), _fmt(r["cos_mean"], ".3f"),
+        body = [[_name(r), _fmt(r["final_loss"], ".4f"), _fmt(r["best_loss"], ".4f"), _fmt(r["cos_mean"], ".3f"),
                  _fmt(r["cos_final"], ".3f"), f"{_fmt(r['verdict_worst'])} / {_fmt(r['verdict_final'])}",
                  _fmt(r["unconverged"]), _fmt(r["steps_per_s"], ".3g"), _fmt(r["energy_per_step_J"], ".3g"),
                  _fmt(r["energy_per_token_J"], ".3g")] for r in rows]
