@@ -95,6 +95,37 @@ def test_difference_amplifier_recovers_the_contrast(leaky, batch):
     np.testing.assert_allclose(plain.read_difference(held + 0.01, held), plain.read(held + 0.01) - plain.read(held))
 
 
+@pytest.mark.parametrize("scope", ["phase", "sample"])
+def test_read_noise_scope(leaky, batch, scope):
+    # Read noise alone (2 %). Drawn once per sample ("sample"), the free and nudged phases see
+    # one conductance realization, so centered EP measures that realization's own adjoint
+    # (the implicit adjoint of the sample's realized chip) to O(beta^2). Drawn per phase, each
+    # nudged phase sees other conductances and the contrast carries their difference divided
+    # by beta. The free phase is the same draw either way.
+    from analogeq.ep.base import phase_keys
+
+    cfg = _ideal(**{"crossbar.read_noise": 0.02, "crossbar.read_noise_scope": scope})
+    chip = realize(leaky, cfg, jax.random.PRNGKey(5))
+    relax, key = ChipRelaxation(cfg), jax.random.PRNGKey(0)
+    est = aq.EP(beta=1e-3).estimate(chip, COST, relax, *batch, gate=False, key=key)
+    free_keys, _ = phase_keys(realize(leaky, cfg.replace(**{"crossbar.read_noise_scope": "sample"}),
+                                      jax.random.PRNGKey(5)), key, batch[0].shape[0])
+    errs = []
+    for b, (x, y) in enumerate(zip(*batch)):
+        realized = chip.sample_phase(free_keys[b, 0])  # the read-noise draw of sample b's free phase
+        lam, _ = aq.ImplicitAdjoint(tol=1e-12).contrast(realized, COST, relax, x, y, est.free.state[b])
+        errs.append(float(jnp.linalg.norm(est.contrast[b] - lam) / jnp.linalg.norm(lam)))
+    print(scope, errs)
+    if scope == "sample":
+        assert max(errs) < 1e-5
+    else:
+        assert min(errs) > 1e-2
+    other = "phase" if scope == "sample" else "sample"
+    chip2 = realize(leaky, cfg.replace(**{"crossbar.read_noise_scope": other}), jax.random.PRNGKey(5))
+    free2 = aq.EP(beta=1e-3).estimate(chip2, COST, relax, *batch, gate=False, key=key).free.state
+    np.testing.assert_array_equal(free2, est.free.state)
+
+
 @pytest.mark.slow
 def test_free_settle_noise_floor_is_kT_over_C():
     # Isolated RC nodes (zero weights), kT/C only, read at one instant: two settles with

@@ -130,6 +130,8 @@ BAD = [
     ("periphery.adc_range", math.nan),
     ("periphery.sample_hold", 1),
     ("periphery.sample_hold", None),
+    ("crossbar.read_noise_scope", "settle"),
+    ("crossbar.read_noise_scope", 1),
     ("periphery.contrast_gain", 0.5),
     ("periphery.contrast_gain", math.inf),
     ("periphery.contrast_gain", 2e4),

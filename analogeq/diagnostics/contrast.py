@@ -37,7 +37,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from analogeq.ep import ImplicitAdjoint
-from analogeq.ep.base import free_phase, sample_keys
+from analogeq.ep.base import free_phase, phase_keys
 from analogeq.ep.estimators import nudged_phases
 from analogeq.ep.gradients import compare_gradients, force_gradient
 from analogeq.evaluation import traced, untraced
@@ -57,20 +57,27 @@ def _span(betas) -> tuple[float, bool]:
     raise ValueError(f"contrast_report: nudges {betas} are neither one-sided nor centered")
 
 
+def _redraw(keys, r: int):
+    """Per-sample nudged keys for another nudged settle: new relaxation noise and, unless the
+    sample's phases share one (stacked ``(read, relaxation)`` pairs), new read noise."""
+    fold = jax.vmap(lambda k: jax.random.fold_in(k, r))
+    return keys.at[:, 1].set(fold(keys[:, 1])) if keys.ndim == 3 else fold(keys)
+
+
 @eqx.filter_jit
 def _measure(model, cost, relaxation, estimator, xs, ys, key, repeats):
     betas = estimator.nudges()
-    k_free, k_nudged = jax.random.split(key)  # the draws estimator.estimate(..., key) uses
-    free = free_phase(model, relaxation, xs, k_free)
+    k_free, _ = jax.random.split(key)
+    free_keys, keys = phase_keys(model, key, xs.shape[0])  # the draws estimator.estimate(..., key) uses
+    free = free_phase(model, relaxation, xs, keys=free_keys)
     free_alt = free_phase(model, relaxation, xs, jax.random.fold_in(k_free, 1))
 
     def nudged(x, t, s, k):
         return nudged_phases(model, cost, relaxation, x, t, relaxation.hold(s), betas,
                              estimator.correction, k)
 
-    keys = sample_keys(k_nudged, xs.shape[0])
     n1 = jax.vmap(nudged)(xs, ys, free.state, keys)
-    n2 = jax.vmap(nudged)(xs, ys, free.state, jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys))
+    n2 = jax.vmap(nudged)(xs, ys, free.state, _redraw(keys, 1))
     lam, _ = jax.vmap(lambda x, t, s: ImplicitAdjoint().contrast(model, cost, relaxation, x, t, s))(
         xs, ys, free.state)
 
@@ -82,7 +89,7 @@ def _measure(model, cost, relaxation, estimator, xs, ys, key, repeats):
     exact = jnp.subtract
     a_read = adjoint(n1.state, relaxation.read_difference)
     for r in range(2, repeats + 1):  # more nudged settles of each sample, each its own draws
-        more = jax.vmap(nudged)(xs, ys, free.state, jax.vmap(lambda k, r=r: jax.random.fold_in(k, r))(keys))
+        more = jax.vmap(nudged)(xs, ys, free.state, _redraw(keys, r))
         a_read = a_read + (adjoint(more.state, relaxation.read_difference) - a_read) / r
     a_raw = adjoint(n1.state, exact)
     a_raw2 = adjoint(n2.state, exact)

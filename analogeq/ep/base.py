@@ -57,11 +57,32 @@ def sample_keys(key, n: int):
 
 
 def phase(model, key):
-    """``(field realized for this phase, noise key for the relaxation)``."""
+    """``(field realized for this phase, noise key for the relaxation)``: ``key`` is split into
+    the read-noise and the relaxation-noise key, or is already that pair stacked (``(2, 2)``,
+    :func:`phase_keys`: phases of one sample sharing their read-noise draw)."""
     if key is None:
         return model, None
-    k_read, k_noise = jax.random.split(key)
+    k_read, k_noise = (key[0], key[1]) if jnp.ndim(key) == 2 else jax.random.split(key)
     return model.sample_phase(k_read), k_noise
+
+
+def phase_keys(model, key, n: int):
+    """Per-sample keys ``(free, nudged)`` of the free and the nudged phases of ``n`` samples
+    (``(None, None)`` without a key).
+
+    Each phase draws its own read noise, unless ``model.read_noise_per_sample``: then every
+    phase of a sample uses the read-noise draw of its free phase (noise slower than the
+    sample's settles, e.g. 1/f device noise), with relaxation noise still independent per
+    phase. The free phase's draws are the same either way."""
+    if key is None:
+        return None, None
+    k_free, k_nudged = jax.random.split(key)
+    free, nudged = sample_keys(k_free, n), sample_keys(k_nudged, n)
+    if not model.read_noise_per_sample:
+        return free, nudged
+    pair = jax.vmap(jax.random.split)
+    f, m = pair(free), pair(nudged)  # (n, 2, 2): [read, relaxation] per sample
+    return f, jnp.stack([f[:, 0], m[:, 1]], axis=1)
 
 
 def free_phase(model, relaxation: AbstractRelaxation, xs: Array, key=None, *, keys=None) -> RelaxResult:
@@ -118,14 +139,14 @@ class AbstractForceFormEstimator(AbstractEstimator):
         from states as ``relaxation.read`` returns them."""
 
     def estimate(self, model, cost, relaxation, xs, targets, *, gate: bool = True, key=None) -> Estimate:
-        k_free, k_nudged = (None, None) if key is None else jax.random.split(key)
+        free_keys, nudged_keys = phase_keys(model, key, xs.shape[0])
         # The phases settle the field with what is constant over the batch solved once (a chip's
         # wire networks, before each sample's read noise); the gradient is taken on the model.
         field = model.for_settle()
-        free = free_phase(field, relaxation, xs, k_free)
+        free = free_phase(field, relaxation, xs, keys=free_keys)
         a, nres = relaxation.batched(
             lambda x, t, s, k: self.contrast(field, cost, relaxation, x, t, s, k)
-        )(xs, targets, free.state, sample_keys(k_nudged, xs.shape[0]))
+        )(xs, targets, free.state, nudged_keys)
         nudged_failed = nudged_failures(a, nres)
         used = (free.converged & ~nudged_failed) if gate else jnp.ones_like(free.converged)
         weight = used.astype(a.dtype) / jnp.maximum(jnp.sum(used), 1)

@@ -217,6 +217,11 @@ class Chip(_Layered):
         zero = jax.tree_util.tree_map(jnp.zeros_like, eqx.filter(self, eqx.is_inexact_array))
         return zero.map_tiles(lambda k, t: eqx.tree_at(lambda u: (u.g_pos, u.g_neg), t, sensed[k]))
 
+    @property
+    def read_noise_per_sample(self) -> bool:
+        """``crossbar.read_noise_scope == "sample"``: one read-noise draw per sample."""
+        return self.config.crossbar.read_noise_scope == "sample"
+
     def sample_phase(self, key) -> Chip:
         sigma = self.config.crossbar.read_noise
         if not self.config.crossbar.on("read_noise"):  # a static switch; the amplitude is traced

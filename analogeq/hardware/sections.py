@@ -90,6 +90,11 @@ class CrossbarConfig(Spec):
         read_noise: relative std of a device's conductance per MVM read, multiplicative:
             ``G_read = G (1 + read_noise xi)`` (dimensionless, in ``[0, 1]``: beyond 100 % the
             read conductance is as often negative as not). Default ``0.0``.
+        read_noise_scope: how often read noise is drawn: ``"phase"`` (a new draw for every
+            settle: the free phase and each nudged phase of a sample see independent
+            conductance fluctuations) or ``"sample"`` (one draw per sample, shared by its free
+            and nudged phases: noise slower than a sample's settles, such as the 1/f read noise
+            of PCM over a microsecond). Default ``"phase"``.
         thermal_noise: Johnson current noise of every device, PSD ``4 k_B T G`` [A^2/Hz]
             (temperature from :class:`NoiseConfig`). Default ``False``.
         tile_rows, tile_cols: size of one physical tile, sense lines (neurons) x drive lines
@@ -139,6 +144,8 @@ class CrossbarConfig(Spec):
         0.0, "device-to-device relative std of each device's G_min/G_max", "", ge=0.0, lt=1.0
     )
     read_noise: float = real(0.0, "relative std of G per MVM read", "", ge=0.0, le=1.0)
+    read_noise_scope: str = choice("phase", "how often read noise is drawn: per settle ('phase') "
+                                   "or once per sample for all its phases ('sample')", ("phase", "sample"))
     thermal_noise: bool = boolean(False, "Johnson current noise sqrt(4 k_B T G) per device")
     tile_rows: int = integer(0, "sense lines (neurons) of one physical tile; 0 = a layer is one tile",
                              ge=1, le=MAX_TILE, also=(0,), allowed=f"0 (unbounded) or 1..{MAX_TILE}")

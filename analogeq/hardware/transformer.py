@@ -333,6 +333,11 @@ class AnalogEqTransformer(AbstractModel):
             raise ValueError(f"sequence length must lie in [1, max_len={self.max_len}]; got {x.shape[0]}")
 
     # ----------------------------------------------------------------- noise
+    @property
+    def read_noise_per_sample(self) -> bool:
+        """``crossbar.read_noise_scope == "sample"``: one read-noise draw per sample."""
+        return self.config.crossbar.read_noise_scope == "sample"
+
     def sample_phase(self, key) -> AnalogEqTransformer:
         """The block as one settle sees it: read noise on every tile
         (``crossbar.read_noise``) and multiplier-output noise (``circuits.mult_noise``)."""

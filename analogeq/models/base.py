@@ -75,6 +75,13 @@ class AbstractModel(eqx.Module):
         del key
         return self
 
+    @property
+    def read_noise_per_sample(self) -> bool:
+        """Whether all phases of a sample share one read-noise draw
+        (:func:`analogeq.ep.base.phase_keys`); a chip says so with
+        ``crossbar.read_noise_scope = "sample"``. Digital models draw none."""
+        return False
+
     def for_settle(self) -> "AbstractModel":
         """The field as a settle's loop evaluates it: what stays constant over one settle
         computed once (e.g. a chip's IR-drop transfer matrices). The model itself by default."""
