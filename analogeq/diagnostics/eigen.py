@@ -153,6 +153,7 @@ def leading_eigenvalues(
     seed: int = 0,
     tol: float = 1e-10,
     maxiter: int | None = None,
+    euler: bool = True,
 ) -> Spectrum:
     """The ``k`` leading eigenvalues of ``M = I + eps J`` (by magnitude) and of ``J`` (by real
     part) at state ``s``.
@@ -167,6 +168,9 @@ def leading_eigenvalues(
         seed: seed of ARPACK's starting vector (results are deterministic for a seed).
         tol: ARPACK's relative accuracy (0: machine precision).
         maxiter: ARPACK's iteration cap (``None``: ``10 n``).
+        euler: also compute the ``M`` eigenvalues; ``False`` for the continuous criterion alone
+            (``lam`` and ``mu_euler`` empty), which spares ARPACK the stiff modes that lead
+            ``M`` (e.g. a chip's amplifier pole).
     """
     _check(k, eps, method)
     matvec, n, _ = jacobian_matvec(field, s)
@@ -186,7 +190,7 @@ def leading_eigenvalues(
     j_op = LinearOperator((n, n), matvec=matvec, dtype=np.float64)
     m_op = LinearOperator((n, n), matvec=lambda v: np.asarray(v).reshape(-1) + eps * matvec(v),
                           dtype=np.float64)
-    lam, ok_m = _arpack(m_op, n, k, "LM", v0, tol, maxiter)
+    lam, ok_m = _arpack(m_op, n, k, "LM", v0, tol, maxiter) if euler else (np.zeros(0, complex), True)
     mu, ok_j = _arpack(j_op, n, k, "LR", v0, tol, maxiter)
     lam = lam[np.argsort(-np.abs(lam), kind="stable")]
     mu = mu[np.argsort(-mu.real, kind="stable")]

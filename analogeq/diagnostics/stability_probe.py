@@ -20,14 +20,12 @@ run's dtype, the eigenvalues in NumPy float64.
 from __future__ import annotations
 
 import equinox as eqx
-import jax
 import numpy as np
-from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigs
 
-from analogeq.diagnostics.eigen import Spectrum, jacobian_matvec, leading_eigenvalues
+from analogeq.diagnostics.eigen import Spectrum, leading_eigenvalues
 from analogeq.diagnostics.verdict import LABELS, is_complex, verdict
 from analogeq.emulator import EulerRelaxation
-from analogeq.ep.base import free_phase, phase, sample_keys
+from analogeq.ep.base import free_phase, phase, phase_keys
 from analogeq.evaluation import traced
 
 DENSE_MAX = 512
@@ -37,13 +35,12 @@ eigenvalue solve grows as ``n^3``: on 2 shared CPU cores a char-LM block's 1024-
 _SEVERITY = {name: i for i, name in enumerate(LABELS)}
 
 
-def probe_keys(key, n_probe: int, n: int):
-    """Per-sample keys of the first ``n`` of ``n_probe`` probe samples, drawn as the gradient
-    probe's estimator draws its free phase (first half of ``key``'s split, then one key per
-    sample), so both probes settle the same noise; ``None`` for a noiseless probe."""
-    if key is None:
-        return None
-    return sample_keys(jax.random.split(key)[0], n_probe)[:n]
+def probe_keys(model, key, n_probe: int, n: int):
+    """Per-sample keys of the first ``n`` of ``n_probe`` probe samples: the free-phase keys the
+    gradient probe's estimator draws (:func:`~analogeq.ep.base.phase_keys`), so both probes
+    settle the same noise; ``None`` for a noiseless probe."""
+    free, _ = phase_keys(model, key, n_probe)
+    return None if free is None else free[:n]
 
 
 @eqx.filter_jit
@@ -72,35 +69,14 @@ def continuous_label(mu: np.ndarray) -> str:
     return "continuous-hopf" if is_complex(top) else "continuous-real"
 
 
-def continuous_spectrum(field, s, k: int) -> Spectrum | None:
-    """ARPACK's ``k`` eigenvalues of ``J`` with the largest real part alone (what the continuous
-    criterion needs: the Euler pass on ``I + eps J`` would chase a chip's stiff amplifier-pole
-    modes), or ``None`` when it does not converge."""
-    matvec, n, _ = jacobian_matvec(field, s)
-    v0 = np.random.default_rng(0).standard_normal(n)
-    try:
-        mu = eigs(LinearOperator((n, n), matvec=matvec, dtype=np.float64), k=k, which="LR", v0=v0,
-                  tol=1e-10, return_eigenvectors=False)
-    except ArpackNoConvergence:
-        return None
-    mu = np.asarray(mu)[np.argsort(-np.asarray(mu).real, kind="stable")]
-    empty = np.zeros(0, complex)
-    return Spectrum(eps=1.0, lam=empty, mu_euler=empty, mu=mu, n=n, method="arpack")
-
-
 def sample_spectrum(field, s, eps: float, k: int, euler: bool = True) -> Spectrum:
     """Leading eigenvalues at one state: dense up to :data:`DENSE_MAX` entries, else ARPACK
     (for the continuous criterion, ``euler=False``, those of ``J`` alone), and dense after all
     when ARPACK does not converge (the verdict needs the true leaders)."""
     if s.size > DENSE_MAX and k < s.size - 1:
-        if not euler:
-            spectrum = continuous_spectrum(field, s, k)
-            if spectrum is not None and spectrum.mu.size:
-                return spectrum
-        else:
-            spectrum = leading_eigenvalues(field, s, eps, k, method="arpack")
-            if spectrum.converged and spectrum.mu.size and spectrum.lam.size:
-                return spectrum
+        spectrum = leading_eigenvalues(field, s, eps, k, method="arpack", euler=euler)
+        if spectrum.converged and spectrum.mu.size and (spectrum.lam.size or not euler):
+            return spectrum
     return leading_eigenvalues(field, s, eps, k, method="dense")
 
 
@@ -126,7 +102,7 @@ def stability_probe(model, relaxation, xs, key=None, *, n: int = 4, k: int = 6) 
         Euler emulator ``"euler_radius"`` (max ``|1 + eps mu|``, dimensionless). A probe with
         no finite sample has NaN numbers and a ``None`` verdict with ``"verdict_reason"``.
     """
-    keys = probe_keys(key, xs.shape[0], min(n, xs.shape[0]))
+    keys = probe_keys(model, key, xs.shape[0], min(n, xs.shape[0]))
     xs = xs[:n]
     args = traced((model, relaxation))
     free = _settle(*args, xs, keys)

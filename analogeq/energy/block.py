@@ -34,24 +34,14 @@ from analogeq.energy.converters import adc_read_time
 from analogeq.energy.neuron import charging_energy, leak_energy
 from analogeq.energy.pulses import level_changes
 from analogeq.energy.step import step_breakdown
-from analogeq.hardware.tile import Tile
 from analogeq.hardware.transformer import TILES, AnalogEqTransformer
-
-
-def tile_read_power_t(tile: Tile, h):
-    """Power [W] of a tile read with its rows driven at ``h`` [V] (``(T, rows)``, one replica per
-    position; a bias tile, one column of conductances, is driven at ``h`` of shape ``(T, 1)``)."""
-    g = tile.g_pos + tile.g_neg
-    if g.ndim == 1:
-        return jnp.sum(g) * jnp.sum(h * h)
-    return jnp.sum((h * h) @ g)
 
 
 def block_read_power(chip: AnalogEqTransformer, s):
     """Read power [W] of every tile replica of ``chip`` at state ``s``."""
     vu = chip.config.neuron.v_unit
     drives = chip.tile_drives(chip.nodes(s))
-    return sum(tile_read_power_t(chip.tiles[n], drives[n] * vu) for n in TILES)
+    return sum(chip.tiles[n].read_power_t(drives[n] * vu) for n in TILES)
 
 
 def block_pulses(old: AnalogEqTransformer, new: AnalogEqTransformer) -> tuple:

@@ -348,6 +348,14 @@ class Tile(eqx.Module):
         g = self.g_pos + self.g_neg
         return jnp.sum(g * jnp.asarray(v_in) ** 2)
 
+    def read_power_t(self, v: Array) -> Array:
+        """Power [W] of transposed reads (:meth:`read_t`) with the rows driven at ``v`` [V]
+        (shape ``(..., rows)``, one read per leading index, e.g. one tile replica per token
+        position; ``(..., 1)`` for a single drive line), summed over the reads."""
+        g = self.g_pos + self.g_neg
+        v2 = jnp.asarray(v) ** 2
+        return jnp.sum(g) * jnp.sum(v2) if g.ndim == 1 else jnp.sum(v2 @ g)
+
     def row_pairs(self, lines: list[str]) -> list[list[tuple[str, float, float]]]:
         """The devices of a forward read as a circuit: per row (sense line), a list of
         ``(drive line, G+, G-)`` [S] (float64) in column order, ``lines`` naming the drive line of
