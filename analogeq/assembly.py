@@ -33,10 +33,10 @@ from analogeq.emulator import EulerRelaxation
 from analogeq.energy import StepEnergy, real_nudges
 from analogeq.ep import BPTT, EP, AbstractEstimator, EnergyEP, ImplicitAdjoint
 from analogeq.ep.recipe import AdaptiveEP, RefinedEulerRelaxation, WithReadoutGradient
-from analogeq.hardware.config import ChipConfig, ConfigError
+from analogeq.hardware.config import ChipConfig
 from analogeq.hardware.dynamics import ChipRelaxation
 from analogeq.hardware.programming import ConductanceUpdater
-from analogeq.hardware.pulsed import PulsedUpdater
+from analogeq.hardware.pulsed import PulsedUpdater, check_pulse_update
 from analogeq.models import HopfieldNetwork, LeakyNetwork
 from analogeq.models.transformer import EqTransformer
 from analogeq.montecarlo import chip_hardware, instance
@@ -200,14 +200,7 @@ def build_analog(cfg: TrainConfig, hardware: str | Path | ChipConfig, data: Data
     optimizer = stability.build_optimizer(cfg)
     name = hardware if isinstance(hardware, (str, Path)) else "custom"
     device = load_device(cfg.device).device if cfg.device else None
-    if device is None and cfg.update in ("stochastic", "tiki-taka"):
-        raise ConfigError(f"update = {cfg.update!r} pulses a device model: name one with --device, or "
-                          "use update 'mixed' (quantized writes through a digital accumulator) or the "
-                          "default 'deterministic' (each update written with stochastic rounding)")
-    if device is not None and hw.crossbar.tile_gain == "auto" and cfg.update in ("stochastic", "tiki-taka"):
-        raise ConfigError(f"update = {cfg.update!r} pulses rank-one coincidences at one learning rate "
-                          "per array, which per-tile gains (crossbar.tile_gain = 'auto') break; use "
-                          "update 'mixed' or 'deterministic', or tile_gain 'fixed'")
+    check_pulse_update(cfg.update, device, hw.crossbar.tile_gain)
     hw = chip_hardware(hw, device)
     chip = instance(model, hw, streams.chip, device)
     if device is not None:

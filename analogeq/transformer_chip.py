@@ -28,11 +28,20 @@ as numbers; ``refine_steps``, ``t2_chunks`` shape the Euler emulator):
   held state (the behavioral block has no transposed-attention circuit; this is the AsymEP of
   the emulator, evaluated on the analog field with its mismatch).
 
-Tile writes are quantized conductance writes with stochastic level rounding (``update =
-"deterministic"``) or mixed-precision through a digital accumulator (``"mixed"``). Refused here
-(one line each): pulsed devices (``--device``: the pulse models attach to a layered chip's tiles,
-:func:`analogeq.hardware.pulsed.attach_devices`), the pulse schemes ``stochastic`` and
-``tiki-taka``, and the ``bptt`` estimator (no Euler unroll on a continuous-time chip).
+Tile writes (``update``) without a device (``device`` unset) are quantized conductance writes
+with stochastic level rounding (``"deterministic"``) or mixed-precision through a digital
+accumulator (``"mixed"``). With ``device`` (a preset of :mod:`analogeq.devices.presets`) every
+crosspoint is that pulsed device against a reference device
+(:func:`~analogeq.hardware.transformer_pulsed.attach_block_devices`: ``G_ref`` from
+:func:`~analogeq.hardware.pulsed.device_hardware`, each tile's stage gain re-chosen for the
+device's range) and :class:`~analogeq.hardware.transformer_pulsed.PulsedBlockUpdater` writes
+the update as pulses under each of the four schemes: ``deterministic`` and ``mixed`` pulse the
+optimizer's change, ``stochastic`` and ``tiki-taka`` pulse rank-one coincidences of each token
+position's local signals at ``lr`` (the digital parts follow the optimizer under every scheme).
+Refused here (one line each): ``stochastic`` and ``tiki-taka`` without a device, or with
+per-tile gains (``crossbar.tile_gain = "auto"``), as on the layered chip
+(:func:`~analogeq.hardware.pulsed.check_pulse_update`), and the ``bptt`` estimator (no Euler
+unroll on a continuous-time chip).
 """
 
 from __future__ import annotations
@@ -40,10 +49,16 @@ from __future__ import annotations
 from analogeq.config import TrainConfig
 from analogeq.costs import make_cost
 from analogeq.data import Dataset
+from analogeq.devices.presets import load_device
 from analogeq.energy import StepEnergy, real_nudges
 from analogeq.hardware.config import ChipConfig, ConfigError
 from analogeq.hardware.dynamics import ChipRelaxation
+from analogeq.hardware.pulsed import check_pulse_update, device_hardware
 from analogeq.hardware.transformer import realize_transformer
+from analogeq.hardware.transformer_pulsed import (
+    PulsedBlockUpdater,
+    attach_block_devices,
+)
 from analogeq.hardware.transformer_updates import (
     TRAIN_HEADROOM,
     BlockUpdater,
@@ -71,14 +86,6 @@ def relaxation_for(cfg: TrainConfig, hw: ChipConfig) -> ChipRelaxation:
 
 def check_transformer_chip_options(cfg: TrainConfig) -> None:
     """Refuse what a chip run of the eqtransformer cannot do (module docstring), naming why."""
-    if cfg.device:
-        raise ConfigError(f"run.device = {cfg.device!r}: pulsed device models attach to a layered "
-                          "chip's crossbars; the eqtransformer's tiles are trained with quantized "
-                          "conductance writes: drop --device")
-    if cfg.update not in ("deterministic", "mixed"):
-        raise ConfigError(f"run.update = {cfg.update!r} pulses a device model; the eqtransformer's "
-                          "tiles are written with quantized conductance writes: use update "
-                          "'deterministic' (stochastic level rounding) or 'mixed' (digital accumulator)")
     if cfg.estimator == "bptt":
         raise ConfigError("estimator.estimator 'bptt' differentiates the Euler unroll; a chip settles "
                           "in continuous time: use 'ep' (AsymEP) or 'implicit' with hardware")
@@ -99,14 +106,24 @@ def build_transformer_chip(cfg: TrainConfig, hw: ChipConfig, data: Dataset, bloc
         name: the chip's name in the run's label.
     """
     check_transformer_chip_options(cfg)
+    device = load_device(cfg.device).device if cfg.device else None
+    check_pulse_update(cfg.update, device, hw.crossbar.tile_gain)
     streams = Streams.of(cfg)
+    if device is not None:
+        hw = device_hardware(hw, device)
     chip = realize_transformer(block, hw, streams.chip, headroom=TRAIN_HEADROOM)
-    mixed = cfg.update == "mixed"
+    if device is not None:
+        chip = attach_block_devices(chip, device, streams.devices)
+        updater = PulsedBlockUpdater(device=device, update_scheme=cfg.update, optimizer=build_optimizer(cfg),
+                                     lr=cfg.lr, key=streams.pulses)
+        label = f"chip ({name}, {cfg.device}, {cfg.update})"
+    else:
+        mixed = cfg.update == "mixed"
+        updater = BlockUpdater(build_optimizer(cfg), accumulate=mixed)
+        label = f"chip ({name}, mixed)" if mixed else f"chip ({name})"
     probe = None if probe is None else tuple(InWeightUnits(e) for e in probe)
     return RunParts(
         model=chip, cost=make_cost(cfg.cost), relaxation=relaxation_for(cfg, hw),
-        estimator=InWeightUnits(estimator),
-        updater=BlockUpdater(build_optimizer(cfg), accumulate=mixed),
-        data=data, label=f"chip ({name}, mixed)" if mixed else f"chip ({name})", probe=probe,
+        estimator=InWeightUnits(estimator), updater=updater, data=data, label=label, probe=probe,
         hooks=(StepEnergy(tuple(real_nudges(estimator))),),
     )

@@ -19,7 +19,8 @@ from the held free state (:mod:`analogeq.energy.step` for the layered chip's con
   window the loop closes through one ADC and one DAC conversion per node every
   ``energy.adc_time``.
 * Programming: one pulse per level a device moves (:func:`~analogeq.energy.pulses.level_changes`),
-  times the ``T`` replicas; tiles are programmed in parallel, rows in series.
+  or with pulsed devices the pulses the updater counted, times the ``T`` replicas; tiles are
+  programmed in parallel, rows in series.
 * Not costed: the multiplier arrays, the translinear softmax, the normalization and GELU
   circuits (:class:`~analogeq.hardware.config.EnergyConfig` has no figures for them) and
   static power, so the totals are lower bounds.
@@ -44,8 +45,14 @@ def block_read_power(chip: AnalogEqTransformer, s):
     return sum(chip.tiles[n].read_power_t(drives[n] * vu) for n in TILES)
 
 
-def block_pulses(old: AnalogEqTransformer, new: AnalogEqTransformer) -> tuple:
-    """Per-device pulses of the update from ``old`` to ``new``, one array per tile (one replica)."""
+def block_pulses(old: AnalogEqTransformer, new: AnalogEqTransformer, old_state=None, new_state=None) -> tuple:
+    """Per-device pulses of the update from ``old`` (updater state ``old_state``) to ``new``
+    (``new_state``), one array per tile in :data:`TILES` order (one replica): with pulsed
+    devices (:class:`~analogeq.hardware.transformer_pulsed.PulsedBlockUpdater`) the increase of
+    the updater's cumulative counters ``state["pulses"]`` (the ``G+`` device of each pair),
+    else the levels each device moved."""
+    if isinstance(new_state, dict) and "pulses" in new_state:
+        return tuple((n - o)[None] for o, n in zip(old_state["pulses"], new_state["pulses"]))
     cb = new.config.crossbar
     return tuple(level_changes(old.tiles[n], new.tiles[n], cb) for n in TILES)
 

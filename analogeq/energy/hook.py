@@ -33,7 +33,8 @@ class StepEnergy(eqx.Module):
     def __call__(self, chip, new_chip, state, new_state, est) -> dict:
         block = isinstance(chip, AnalogEqTransformer)
         if block:
-            step = block_step_breakdown(chip, self.betas, est, block_pulses(chip, new_chip))
+            step = block_step_breakdown(chip, self.betas, est,
+                                        block_pulses(chip, new_chip, state, new_state))
         else:
             step = train_step_breakdown(chip, self.betas, est, step_pulses(chip, new_chip, state, new_state))
         if not self.full:

@@ -19,6 +19,9 @@ optimizer and sends ``round(|dW| / dw_min)`` pulses, capped at ``max_pulses``), 
 (per-sample stochastic pulse coincidence of the rank-one factors, SGD), ``mixed`` (digital
 accumulator, pulses on overflow) and ``tiki-taka`` (TTv2: gradient pulses onto a fast array
 ``A``, buffered column transfers onto the chip's array ``C``; ``W = C``).
+
+The per-tile pieces (:func:`attach_tile`, the pulse code of :class:`PulsedUpdater`) serve the
+equilibrium transformer's tiles too (:mod:`analogeq.hardware.transformer_pulsed`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
+from jaxtyping import Array
 
 from analogeq.devices.pulsed import AbstractDevice
 from analogeq.devices.schemes import (
@@ -38,7 +42,7 @@ from analogeq.devices.schemes import (
     deterministic_pulses,
 )
 from analogeq.hardware.chip import Chip
-from analogeq.hardware.config import ChipConfig
+from analogeq.hardware.config import ChipConfig, ConfigError, CrossbarConfig
 from analogeq.hardware.tile import Tile, auto_gains, expand_tiles
 from analogeq.updaters import AbstractUpdater
 
@@ -63,31 +67,57 @@ def _reference(cb, device) -> float:
     return cb.G_min - w_min * cb.G_ref
 
 
+def check_pulse_update(update: str, device: AbstractDevice | None, tile_gain: str) -> None:
+    """Refuse a pulse scheme the run cannot make (one line, naming the option): ``stochastic``
+    and ``tiki-taka`` pulse a device model, so they need ``device``, and they pulse rank-one
+    coincidences at one learning rate per array, which per-tile gains
+    (``crossbar.tile_gain = "auto"``) break."""
+    if device is None and update in ("stochastic", "tiki-taka"):
+        raise ConfigError(f"update = {update!r} pulses a device model: name one with --device, or "
+                          "use update 'mixed' (quantized writes through a digital accumulator) or the "
+                          "default 'deterministic' (each update written with stochastic rounding)")
+    if device is not None and tile_gain == "auto" and update in ("stochastic", "tiki-taka"):
+        raise ConfigError(f"update = {update!r} pulses rank-one coincidences at one learning rate "
+                          "per array, which per-tile gains (crossbar.tile_gain = 'auto') break; use "
+                          "update 'mixed' or 'deterministic', or tile_gain 'fixed'")
+
+
+def attach_tile(tile: Tile, device: AbstractDevice, cb: CrossbarConfig, key,
+                scale: float | None = None) -> Tile:
+    """``tile`` with a pulsed device under every crosspoint (crossbar ``cb`` configured with
+    :func:`device_hardware`): device-to-device parameters drawn from ``key``, the weights the
+    tile reads (:meth:`Tile.weights`) kept, held by the devices as ``W / (scale gain_t)``
+    clipped into each device's bounds and written as ``G+ = G(w)`` against the reference
+    ``G- = G(0)`` (module docstring).
+
+    Args:
+        scale: the tile's new stage gain (dimensionless; default: its present
+            :attr:`Tile.scale`).
+    """
+    w_min, w_max = _range(device)
+    st = device.sample(key, tile.g_pos.shape, tile.g_pos.dtype)
+    s = tile.scale if scale is None else scale
+    gain = tile.gain
+    if cb.tile_gain == "auto":  # the device's own range sets the gains
+        gain = auto_gains(tile.weights(cb) / s, cb, min(-w_min, w_max))
+    if gain is None:
+        held = tile.weight(cb.G_ref) if scale is None else tile.weights(cb) / s
+    else:
+        held = tile.weights(cb) / (s * expand_tiles(gain, tile.g_pos.shape, cb))
+    w = jnp.clip(held, st.b_min, st.b_max)
+    ref = jnp.full_like(w, _reference(cb, device))
+    return Tile(g_pos=ref, g_neg=ref, lo=jnp.stack([ref + st.b_min * cb.G_ref, ref]),
+                hi=jnp.stack([ref + st.b_max * cb.G_ref, ref]), device=st,
+                scale=s, gain=gain).with_weight(w, cb.G_ref)
+
+
 def attach_devices(chip: Chip, device: AbstractDevice, key) -> Chip:
     """Put a pulsed device under every crosspoint of ``chip`` (configured with
-    :func:`device_hardware`): device-to-device parameters are drawn once from ``key``, the
-    chip's present weights are clipped into each device's bounds and written as ``G+ = G(w)``
-    against the reference ``G- = G(0)`` (see the module docstring)."""
+    :func:`device_hardware`; :func:`attach_tile` on each tile, device parameters drawn once
+    from ``key``): the chip's present weights, clipped into each device's bounds."""
     cb = chip.config.crossbar
-    g0 = _reference(cb, device)
     keys = jax.random.split(key, len(chip.tiles()))
-
-    w_min, w_max = _range(device)
-
-    def attach(k: int, tile: Tile) -> Tile:
-        st = device.sample(keys[k], tile.g_pos.shape, tile.g_pos.dtype)
-        gain = tile.gain
-        if cb.tile_gain == "auto":  # the device's own range sets the gains
-            gain = auto_gains(tile.weights(cb) / tile.scale, cb, min(-w_min, w_max))
-        held = tile.weight(cb.G_ref) if gain is None else (
-            tile.weights(cb) / (tile.scale * expand_tiles(gain, tile.g_pos.shape, cb)))
-        w = jnp.clip(held, st.b_min, st.b_max)
-        ref = jnp.full_like(w, g0)
-        return Tile(g_pos=ref, g_neg=ref, lo=jnp.stack([ref + st.b_min * cb.G_ref, ref]),
-                    hi=jnp.stack([ref + st.b_max * cb.G_ref, ref]), device=st,
-                    scale=tile.scale, gain=gain).with_weight(w, cb.G_ref)
-
-    return chip.map_tiles(attach)
+    return chip.map_tiles(lambda k, tile: attach_tile(tile, device, cb, keys[k]))
 
 
 def _as_matrix(x):
@@ -130,9 +160,7 @@ class PulsedUpdater(AbstractUpdater):
 
     def init(self, chip: Chip):
         tiles = chip.tiles()
-        if any(t.device is None for t in tiles):
-            raise ValueError("PulsedUpdater needs a chip with devices attached "
-                             "(analogeq.hardware.pulsed.attach_devices)")
+        self._check_devices(tiles)
         counts = tuple(jnp.zeros(t.g_pos.shape, jnp.int32) for t in tiles)
         if self.update_scheme in ("deterministic", "mixed"):
             opt = self.optimizer.init(eqx.filter(chip.as_model(), eqx.is_inexact_array))
@@ -140,10 +168,7 @@ class PulsedUpdater(AbstractUpdater):
             return {"opt": opt, "chi": chi, "pulses": counts}
         if self.update_scheme == "stochastic":
             return {"pulses": counts}
-        tt = self._tiki_taka()
-        keys = jax.random.split(self.key, len(tiles))
-        return {"tt": tuple(tt.init(k, _as_matrix(t.g_pos).shape, dtype=t.g_pos.dtype)
-                            for k, t in zip(keys, tiles)), "pulses": counts}
+        return {"tt": self._tiki_taka_states(tiles, _as_matrix), "pulses": counts}
 
     def update(self, chip: Chip, grads, state, key, estimate=None):
         cb = chip.config.crossbar
@@ -156,55 +181,86 @@ class PulsedUpdater(AbstractUpdater):
         chip = chip.map_tiles(lambda k, t: t.with_weight(new_w[k], cb.G_ref))
         return chip, state
 
-    def _digital(self, chip, grads, state, keys):
-        gw = eqx.filter(chip.weight_gradient(grads), eqx.is_inexact_array)
-        params = eqx.filter(chip.as_model(), eqx.is_inexact_array)
-        dw, opt = self.optimizer.update(gw, state["opt"], params)
-        dws = tuple(jax.tree_util.tree_leaves((dw.weights, dw.feedback, dw.biases)))
-        g_ref = chip.config.crossbar.G_ref
-        mp = MixedPrecision(dw_min=self.device.dw_min, max_pulses=self.max_pulses)
-        new_w, chis, counts = [], [], []
-        cb = chip.config.crossbar
-        for t, d, chi, c, k in zip(chip.tiles(), dws, state["chi"], state["pulses"], keys):
-            d = t.device_step(d, cb)  # pulses move the device weight, the read applies its gain
-            if self.update_scheme == "mixed":
-                acc, n = mp.counts(MixedPrecisionState(chi, c), d)
-                chi = acc.chi
-            else:
-                n = deterministic_pulses(d, self.device.dw_min, self.max_pulses)
-            new_w.append(self.device.apply_pulses(t.weight(g_ref), t.device, n, k, self.max_pulses))
-            chis.append(chi)
-            counts.append(c + jnp.abs(n))
-        return new_w, {"opt": opt, "chi": tuple(chis), "pulses": tuple(counts)}
+    # ------------------------------------------------------------- per tile (shared with blocks)
+    def _check_devices(self, tiles) -> None:
+        if any(t.device is None for t in tiles):
+            raise ValueError(f"{type(self).__name__} needs tiles with devices attached "
+                             "(analogeq.hardware.pulsed.attach_devices, attach_block_devices)")
 
-    def _rank_one(self, chip, state, keys, estimate):
-        if any(t.gain is not None for t in chip.tiles()):
+    def _tiki_taka_states(self, tiles, view) -> tuple:
+        """Tiki-Taka states of ``tiles``, each array seen by the scheme as ``view(array)``
+        (``(n_out, n_in)``); the fast arrays' devices drawn from :attr:`key`."""
+        tt = self._tiki_taka()
+        keys = jax.random.split(self.key, len(tiles))
+        return tuple(tt.init(k, view(t.g_pos).shape, dtype=t.g_pos.dtype) for k, t in zip(keys, tiles))
+
+    def _pulse_tile(self, tile: Tile, dw: Array, chi: Array, count: Array, key,
+                    cb: CrossbarConfig) -> tuple[Array, Array, Array]:
+        """``deterministic`` / ``mixed``: the optimizer's change ``dw`` of one tile (weight units,
+        as the read applies them) as pulses into its devices. Returns the new device weights,
+        the accumulator and the cumulative pulse counts."""
+        d = tile.device_step(dw, cb)  # pulses move the device weight, the read applies its gain
+        if self.update_scheme == "mixed":
+            mp = MixedPrecision(dw_min=self.device.dw_min, max_pulses=self.max_pulses)
+            acc, n = mp.counts(MixedPrecisionState(chi, count), d)
+            chi = acc.chi
+        else:
+            n = deterministic_pulses(d, self.device.dw_min, self.max_pulses)
+        w = self.device.apply_pulses(tile.weight(cb.G_ref), tile.device, n, key, self.max_pulses)
+        return w, chi, count + jnp.abs(n)
+
+    def _check_rank_one(self, tiles, estimate) -> None:
+        if any(t.gain is not None for t in tiles):
             raise ValueError(f"update {self.update_scheme!r} pulses rank-one coincidences at one "
                              "learning rate per array; with per-tile gains (crossbar.tile_gain = "
                              "'auto') use update 'mixed' or 'deterministic'")
         if estimate is None or estimate.weighted is None:
             raise ValueError(f"update {self.update_scheme!r} writes per-sample rank-one pulses and "
                              "needs a force-form estimator (ep or implicit), not bptt or energy-ep")
+
+    def _rank_one_tile(self, tile: Tile, xs: Array, ds: Array, lr: float, count: Array, tt_state,
+                       key, g_ref: float, view, unview) -> tuple[Array, Array, object]:
+        """``stochastic`` / ``tiki-taka``: the rank-one pulses of the samples ``(xs, ds)``
+        (``(n, n_in)``, ``(n, n_out)``) into one tile at learning rate ``lr`` (device weight
+        units per unit of ``x d``). The scheme sees each tile array as ``view(array)``
+        (``(n_out, n_in)``); ``unview`` maps its result back. Returns the new device weights,
+        the cumulative pulse counts and the Tiki-Taka state (``None`` for ``stochastic``)."""
+        w = view(tile.weight(g_ref))
+        dev = jax.tree.map(view, tile.device)
+        if self.update_scheme == "stochastic":
+            sgd = PulsedSGD(self.device, scheme="stochastic", bl_max=self.max_pulses)
+            w_new, st = sgd.step(PulseCountState(view(count)), w, dev, xs, ds, lr, key)
+            return unview(w_new), unview(st.pulse_count), None
+        st = eqx.tree_at(lambda s: (s.c, s.c_dev), tt_state, (w, dev))
+        st = self._tiki_taka().step(st, xs, ds, lr, key)
+        return unview(st.c), unview(st.pulses_a + st.pulses_c), st
+
+    # ------------------------------------------------------------- the layered chip
+    def _digital(self, chip, grads, state, keys):
+        gw = eqx.filter(chip.weight_gradient(grads), eqx.is_inexact_array)
+        params = eqx.filter(chip.as_model(), eqx.is_inexact_array)
+        dw, opt = self.optimizer.update(gw, state["opt"], params)
+        dws = tuple(jax.tree_util.tree_leaves((dw.weights, dw.feedback, dw.biases)))
+        cb = chip.config.crossbar
+        out = [self._pulse_tile(t, d, chi, c, k, cb)
+               for t, d, chi, c, k in zip(chip.tiles(), dws, state["chi"], state["pulses"], keys)]
+        new_w, chis, counts = (tuple(x) for x in zip(*out))
+        return list(new_w), {"opt": opt, "chi": chis, "pulses": counts}
+
+    def _rank_one(self, chip, state, keys, estimate):
+        tiles = chip.tiles()
+        self._check_rank_one(tiles, estimate)
         signals = jax.vmap(chip.local_signals)(estimate.inputs, estimate.at, estimate.weighted)
         g_ref = chip.config.crossbar.G_ref
-        new_w, counts, tts = [], [], []
-        for i, (t, (xs, ds), k) in enumerate(zip(chip.tiles(), signals, keys)):
-            w = _as_matrix(t.weight(g_ref))
-            dev = jax.tree.map(_as_matrix, t.device)
-            if self.update_scheme == "stochastic":
-                sgd = PulsedSGD(self.device, scheme="stochastic", bl_max=self.max_pulses)
-                count = PulseCountState(_as_matrix(state["pulses"][i]))
-                w_new, st = sgd.step(count, w, dev, xs, ds, self.lr, k)
-                counts.append(st.pulse_count.reshape(t.g_pos.shape))
-            else:
-                tt = self._tiki_taka()
-                st = eqx.tree_at(lambda s: (s.c, s.c_dev), state["tt"][i], (w, dev))
-                st = tt.step(st, xs, ds, self.lr, k)
-                w_new = st.c
-                tts.append(st)
-                counts.append((st.pulses_a + st.pulses_c).reshape(t.g_pos.shape))
-            new_w.append(w_new.reshape(t.g_pos.shape))
+        tts = state.get("tt", (None,) * len(tiles))
+        new_w, counts, new_tts = [], [], []
+        for t, (xs, ds), c, tt, k in zip(tiles, signals, state["pulses"], tts, keys):
+            w, c, tt = self._rank_one_tile(t, xs, ds, self.lr, c, tt, k, g_ref, _as_matrix,
+                                           lambda m, t=t: m.reshape(t.g_pos.shape))
+            new_w.append(w)
+            counts.append(c)
+            new_tts.append(tt)
         new_state = {"pulses": tuple(counts)}
-        if tts:
-            new_state["tt"] = tuple(tts)
+        if self.update_scheme == "tiki-taka":
+            new_state["tt"] = tuple(new_tts)
         return new_w, new_state

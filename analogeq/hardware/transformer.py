@@ -279,6 +279,31 @@ class AnalogEqTransformer(AbstractModel):
         return {"W_q": h1, "W_k": h1, "W_v": h1, "W_o": self.attention_output(h1), "W_1": h2,
                 "W_2": self.ffn_hidden(h2), "b_1": one, "b_2": one}
 
+    def local_signals(self, x: Array, s: Array, a: Array) -> dict[str, tuple[Array, Array]]:
+        """The rank-one factors of one sample's update, per tile in :data:`TILES`.
+
+        For token ids ``x`` ``(T,)``, state ``s`` and adjoint ``a`` (as in ``g = a^T
+        dF/dtheta``), tile ``n`` gets ``(inp, d)``, ``inp`` ``(T, rows)`` what drives its rows
+        (:meth:`tile_drives`, units of ``v_unit``) and ``d`` ``(T, cols)`` the adjoint of its
+        read output, so that its weight-unit gradient is ``dL/dW = sum_t outer(inp_t, d_t)``
+        (``W`` is ``(rows, cols)``, read ``h W``). These are the signals a crossbar's periphery
+        has for a pulsed rank-one update, one pair per token position."""
+        t = x.shape[0]
+        dtype = self.tok.dtype
+        offsets = {n: jnp.zeros((t, self.tiles[n].g_pos.shape[-1]), dtype) for n in TILES}
+
+        def shifted_force(off):
+            # The adjoint of a read output is the pullback of a current added at that output; a
+            # bias tile's (cols,) read broadcasts against the (T, cols) offset where it is summed
+            # into its (T, cols) branch.
+            shifted = {n: _Offset(self.tiles[n], off[n]) for n in TILES}
+            return eqx.tree_at(lambda c: c.tiles, self, shifted).force(s, x)
+
+        _, pullback = jax.vjp(shifted_force, offsets)
+        (d,) = pullback(a)
+        drives = self.tile_drives(self.nodes(s))
+        return {n: (drives[n], d[n]) for n in TILES}
+
     # ----------------------------------------------------------------- field
     def _check_state(self, s: Array, t: int) -> None:
         want = (2, t, self.d_model) if self.has_pole else (t, self.d_model)
@@ -375,6 +400,17 @@ class AnalogEqTransformer(AbstractModel):
             return jnp.broadcast_to(jnp.sqrt(node**2 + xbar**2), shape)
         ratio = cfg.neuron.amp_pole_tau / self.tau
         return jnp.stack([jnp.full(shape, node, dtype), jnp.broadcast_to(xbar / ratio, shape)])
+
+
+class _Offset(eqx.Module):
+    """A tile whose transposed read has a constant added at its outputs (for
+    :meth:`AnalogEqTransformer.local_signals`)."""
+
+    tile: object
+    offset: Array
+
+    def read_t(self, h: Array, cb, key=None, *, v_unit: float | None = None) -> Array:
+        return self.tile.read_t(h, cb, key, v_unit=v_unit) + self.offset
 
 
 def _tile_scale(name: str, w, w_max: float, headroom: float = 1.0) -> float:
