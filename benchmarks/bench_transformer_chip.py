@@ -203,13 +203,16 @@ def plot(task: str, rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def timing(out: Path, rounds: int, reps: int) -> dict:
+def timing(out: Path, rounds: int, reps: int, groups: bool = False) -> dict:
     """Median seconds of the compiled free phase, estimate and step per chip (parity recipe,
-    alternated over rounds) and the first call of each."""
+    alternated over rounds) and the first call of each. With ``groups`` the chips are the base,
+    each non-ideality group alone and the reference (where a realistic step's time goes)."""
+    runs = chips() if groups else {"digital": "", BASE: BASE, REFERENCE: REFERENCE}
     cases = {}
-    for name, chip in (("digital", ""), (BASE, BASE), (REFERENCE, REFERENCE)):
-        cfg = TrainConfig.from_dict({**recipe("parity", 1, 0), "hardware": chip})
-        cases[name] = _case(build_parts(cfg), cfg)
+    for name, chip in runs.items():
+        named = chip if isinstance(chip, str) else BASE  # a group's chip is passed as a ChipConfig
+        cfg = TrainConfig.from_dict({**recipe("parity", 1, 0), "hardware": named})
+        cases[name] = _case(build_parts(cfg, chip if isinstance(chip, ChipConfig) else None), cfg)
     med = {n: {k: [] for k in calls} for n, (calls, _) in cases.items()}
     for _ in range(rounds):
         for name, (calls, _) in cases.items():
@@ -218,7 +221,7 @@ def timing(out: Path, rounds: int, reps: int) -> dict:
     res = {n: {"first_call_s": first, **{f"{k}_s": statistics.median(v) for k, v in med[n].items()},
                **{f"{k}_rounds_s": v for k, v in med[n].items()}} for n, (_, first) in cases.items()}
     res = {"machine": machine(), "rounds": rounds, "reps": reps, "cases": res}
-    (out / "timing.json").write_text(json.dumps(res, indent=2))
+    (out / ("timing_groups.json" if groups else "timing.json")).write_text(json.dumps(res, indent=2))
     return res
 
 
@@ -229,6 +232,7 @@ def main(argv=None) -> int:
     p.add_argument("--only", default="", help="comma-separated run names (default: all)")
     p.add_argument("--seeds", default="0", help="comma-separated seeds")
     p.add_argument("--timing", action="store_true", help="time the compiled step instead of training")
+    p.add_argument("--groups", action="store_true", help="with --timing: time each non-ideality group alone")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--quick", action="store_true", help="smoke test: 2 runs")
@@ -236,7 +240,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.timing:
-        print(json.dumps(timing(args.out, args.rounds, args.reps)["cases"], indent=2))
+        print(json.dumps(timing(args.out, args.rounds, args.reps, args.groups)["cases"], indent=2))
         return 0
     runs = chips()
     names = [n for n in args.only.split(",") if n] or list(runs)

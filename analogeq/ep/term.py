@@ -114,8 +114,8 @@ class NudgedTerm(AbstractTerm):
         self.betas = tuple(betas)
         self.correction = correction
         self.noise = noise
-        stored = correction == "asym" and not getattr(model, "explicit_jacobian", False)
-        self.jacobian = linearization(partial(model.force, x=x), s_star) if stored else None
+        stored = correction == "asym" and not self._explicit
+        self.jacobian = linearization(self._correction_force, s_star) if stored else None
 
     @property
     def complex_nudges(self) -> bool:
@@ -148,14 +148,29 @@ class NudgedTerm(AbstractTerm):
         mid = jnp.real(mid).astype(self.s_star.dtype)
         return jax.vmap(partial(self.antisymmetric_product, mid))(v)
 
+    @property
+    def _explicit(self) -> bool:
+        """The correction comes from the model's analytic :meth:`~analogeq.models.base.AbstractModel.jvp_force`
+        and ``vjp_force`` (of its full force)."""
+        m = self.model
+        return isinstance(m, AbstractModel) and m.explicit_jacobian and not m.reduced_correction
+
+    def _correction_force(self, s: Array) -> Array:
+        """The field the correction is taken of
+        (:meth:`~analogeq.models.base.AbstractModel.correction_force`; the force of a model
+        that is not an :class:`~analogeq.models.base.AbstractModel`)."""
+        if isinstance(self.model, AbstractModel):
+            return self.model.correction_force(s, self.x)
+        return self.force(s)
+
     def antisymmetric_product(self, point: Array, v: Array) -> Array:
-        """``(J - J^T) v = 2 A v`` with ``J = dF/ds`` at the real state ``point``, from the
-        model's :meth:`~analogeq.models.base.AbstractModel.jvp_force` and ``vjp_force``
-        (analytic where the model provides them, autodiff of its force otherwise; a model that
-        is not an :class:`~analogeq.models.base.AbstractModel` is differentiated here)."""
-        if not isinstance(self.model, AbstractModel):
-            return antisymmetric_product(self.force, point, v)
-        return self.model.jvp_force(point, self.x, v) - self.model.vjp_force(point, self.x, v)
+        """``(J - J^T) v = 2 A v`` with ``J`` the Jacobian of the correction's field
+        (:meth:`~analogeq.models.base.AbstractModel.correction_force`, the force unless the
+        model reduces it) at the real state ``point``: from the model's analytic
+        ``jvp_force`` and ``vjp_force`` where it has them, autodiff otherwise."""
+        if self._explicit:
+            return self.model.jvp_force(point, self.x, v) - self.model.vjp_force(point, self.x, v)
+        return antisymmetric_product(self._correction_force, point, v)
 
     def __call__(self, stack: Array) -> Array:
         b = jnp.asarray(self.betas, dtype=stack.dtype).reshape((-1,) + (1,) * self.s_star.ndim)

@@ -107,6 +107,21 @@ class AbstractModel(eqx.Module):
         the fixed point but are read with more signal; the default uses ``a`` as it is."""
         return a
 
+    def correction_force(self, s: Array, x: Array) -> Array:
+        """The field whose Jacobian's antisymmetric part the AsymEP correction of a nudged phase
+        removes (units of state per ``tau``; :class:`~analogeq.ep.term.NudgedTerm`): the force
+        itself by default. A realization with fast internal stages (an amplifier pole) returns
+        the node field with those stages at their adiabatic values and zero on their rows, so
+        the correction acts on the nodes, where the nudge acts: the nodes' part of the adjoint
+        is the same (it is the adjoint of the reduced field), and the correction leaves out the
+        ``tau / tau_a``-large couplings that no time step of the nudged settle could follow."""
+        return self.force(s, x)
+
+    @property
+    def reduced_correction(self) -> bool:
+        """Whether :meth:`correction_force` differs from :meth:`force` (a model overrides it)."""
+        return type(self).correction_force is not AbstractModel.correction_force
+
     def check_input(self, x: Array) -> None:
         """Raise ``ValueError`` naming the expected shape when ``x`` does not fit the model."""
 
