@@ -101,8 +101,10 @@ def test_ep_senses_while_the_implicit_adjoint_stays_exact(model):
     phases settled, the two differ by the sensing approximation and EP's finite nudge only."""
     hw = wired(50.0, **{"dynamics.settle_time": 2e-6, "dynamics.nudged_time": 2e-6, "periphery.adc_bits": 0})
     chip = realize(model, hw, jax.random.PRNGKey(1))
-    xs = jax.random.normal(jax.random.PRNGKey(6), (3, SIZES[0]), F64)
-    ys = jax.nn.one_hot(jnp.array([0, 1, 2]), 3, dtype=F64)
+    # a batch of 4, as in the test above: the eager sensed and force gradients below reuse the
+    # operations it compiled for that shape
+    xs = jax.random.normal(jax.random.PRNGKey(6), (4, SIZES[0]), F64)
+    ys = jax.nn.one_hot(jnp.array([0, 1, 2, 0]), 3, dtype=F64)
     cost, relax = aq.make_cost("squared_error"), ChipRelaxation(hw)
     ep = aq.EP(beta=0.01, kind="centered", correction="asym").estimate(chip, cost, relax, xs, ys, gate=False)
     ex = aq.ImplicitAdjoint().estimate(chip, cost, relax, xs, ys, gate=False)
