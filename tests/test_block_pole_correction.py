@@ -84,3 +84,21 @@ def test_windowed_asym_ep_with_a_pole_settles_and_matches_the_implicit_adjoint(s
     out = compare_gradients(got.grads, ref.grads)
     print("reduced correction vs implicit:", out["overall"])
     assert out["overall"]["cosine"] >= 0.9999
+
+
+def test_a_block_with_a_pole_settles_at_the_pole_step_unless_the_chip_sets_one():
+    """``relaxation_for``: the block's settles step at ``POLE_STEP`` tau with a pole and no
+    ``dynamics.sde_dt``; a chip's own step, and chips without a pole, are left as they are."""
+    from analogeq.config import TrainConfig
+    from analogeq.hardware.integrators import DEFAULT_STEP
+    from analogeq.transformer_chip import POLE_STEP, relaxation_for
+
+    cfg = TrainConfig(model="eqtransformer", task="parity", bits=4, d_model=8, n_heads=2)
+    real = ChipConfig.preset("realistic")
+    assert real.dynamics.sde_dt is None and real.neuron.amp_pole_tau > 0
+    assert relaxation_for(cfg, real).sde_dt() == pytest.approx(POLE_STEP)
+    assert relaxation_for(cfg, real).pre_step() == pytest.approx(POLE_STEP)
+    own = real.replace(**{"dynamics.sde_dt": 0.3 * TAU})
+    assert relaxation_for(cfg, own).sde_dt() == pytest.approx(0.3)
+    no_pole = real.replace(**{"neuron.amp_pole_tau": 0.0})
+    assert relaxation_for(cfg, no_pole).sde_dt() == pytest.approx(DEFAULT_STEP)
