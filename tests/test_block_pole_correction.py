@@ -93,7 +93,8 @@ def test_a_block_with_a_pole_settles_at_the_pole_step_unless_the_chip_sets_one()
     from analogeq.hardware.integrators import DEFAULT_STEP
     from analogeq.transformer_chip import POLE_STEP, relaxation_for
 
-    cfg = TrainConfig(model="eqtransformer", task="parity", bits=4, d_model=8, n_heads=2)
+    cfg = TrainConfig(model="eqtransformer", task="parity", cost="token_cross_entropy", bits=4,
+                      d_model=8, n_heads=2)
     real = ChipConfig.preset("realistic")
     assert real.dynamics.sde_dt is None and real.neuron.amp_pole_tau > 0
     assert relaxation_for(cfg, real).sde_dt() == pytest.approx(POLE_STEP)
