@@ -37,7 +37,7 @@ def test_asymep_training_on_digits_reaches_95_percent():
 
 
 def test_checkpoint_resume_is_exact(tmp_path):
-    cfg = TrainConfig(hidden=(32,), steps=20, eval_every=10, checkpoint_every=10)
+    cfg = TrainConfig(hidden=(16,), steps=20, eval_every=10, checkpoint_every=10)
     full = train(cfg, tmp_path / "full", progress=False)
     half = train(cfg.replace(steps=10), tmp_path / "split", progress=False)
     assert half.summary["steps"] == 10
