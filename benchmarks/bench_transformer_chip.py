@@ -110,15 +110,19 @@ def recipe(task: str, steps: int, seed: int) -> dict:
     return {**base, "eval_every": every, "probe_every": every}
 
 
-def run_one(task: str, name: str, chip, steps: int, seed: int, out: Path) -> dict:
-    """Train one run into ``out/<task>/<name>[-s<seed>]`` and return its row."""
+def run_one(task: str, name: str, chip, steps: int, seed: int, out: Path, gate: bool = False) -> dict:
+    """Train one run into ``out/<task>/<name>[-gated][-s<seed>]`` and return its row (``gate``:
+    samples whose free or nudged phase failed are left out of the update; the recipe's
+    default is off)."""
+    if gate:
+        name = f"{name}-gated"
     folder = out / task / (name if seed == 0 else f"{name}-s{seed}")
     folder.mkdir(parents=True, exist_ok=True)
     hardware = ""
     if isinstance(chip, ChipConfig):
         chip.to_toml(folder / "chip.toml")
         hardware = str(folder / "chip.toml")
-    cfg = TrainConfig.from_dict({**recipe(task, steps, seed), "hardware": hardware})
+    cfg = TrainConfig.from_dict({**recipe(task, steps, seed), "hardware": hardware, **({"gate": True} if gate else {})})
     # an interrupted run continues from its checkpoint (resume is exact)
     res = train(cfg, folder, progress=False, label=name, resume=(folder / "checkpoint.eqx").exists())
     return row(task, name, seed, res.history, res.summary, cfg)
@@ -232,6 +236,7 @@ def main(argv=None) -> int:
     p.add_argument("--only", default="", help="comma-separated run names (default: all)")
     p.add_argument("--seeds", default="0", help="comma-separated seeds")
     p.add_argument("--timing", action="store_true", help="time the compiled step instead of training")
+    p.add_argument("--gate", action="store_true", help="gate the update on converged phases (runs named <run>-gated)")
     p.add_argument("--groups", action="store_true", help="with --timing: time each non-ideality group alone")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--reps", type=int, default=5)
@@ -251,10 +256,11 @@ def main(argv=None) -> int:
         raise SystemExit(f"--only: unknown run(s) {unknown}; choose from {list(runs)}")
     store = args.out / f"{args.task}.json"
     done = json.loads(store.read_text())["rows"] if store.exists() else []
-    rows = [r for r in done if (r["run"], r["seed"]) not in {(n, int(s)) for n in names for s in args.seeds.split(",")}]
+    ran = {(f"{n}-gated" if args.gate else n, int(s)) for n in names for s in args.seeds.split(",")}
+    rows = [r for r in done if (r["run"], r["seed"]) not in ran]
     for seed in (int(s) for s in args.seeds.split(",")):
         for name in names:
-            rows.append(run_one(args.task, name, runs[name], args.steps, seed, args.out))
+            rows.append(run_one(args.task, name, runs[name], args.steps, seed, args.out, args.gate))
             print(table(args.task, rows[-1:], args.steps).splitlines()[-1], flush=True)
             store.write_text(json.dumps({"machine": machine(), "steps": args.steps, "rows": rows}, indent=2))
     order = list(runs)
