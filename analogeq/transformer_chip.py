@@ -126,17 +126,18 @@ def build_transformer_chip(cfg: TrainConfig, hw: ChipConfig, data: Dataset, bloc
     device = load_device(cfg.device).device if cfg.device else None
     check_pulse_update(cfg.update, device, hw.crossbar.tile_gain)
     streams = Streams.of(cfg)
+    optimizer = build_optimizer(cfg)
     if device is not None:
         hw = device_hardware(hw, device)
     chip = realize_transformer(block, hw, streams.chip, headroom=TRAIN_HEADROOM)
     if device is not None:
         chip = attach_block_devices(chip, device, streams.devices)
-        updater = PulsedBlockUpdater(device=device, update_scheme=cfg.update, optimizer=build_optimizer(cfg),
+        updater = PulsedBlockUpdater(device=device, update_scheme=cfg.update, optimizer=optimizer,
                                      lr=cfg.lr, key=streams.pulses)
         label = f"chip ({name}, {cfg.device}, {cfg.update})"
     else:
         mixed = cfg.update == "mixed"
-        updater = BlockUpdater(build_optimizer(cfg), accumulate=mixed)
+        updater = BlockUpdater(optimizer, accumulate=mixed)
         label = f"chip ({name}, mixed)" if mixed else f"chip ({name})"
     probe = None if probe is None else tuple(InWeightUnits(e) for e in probe)
     return RunParts(

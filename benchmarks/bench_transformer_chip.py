@@ -110,12 +110,16 @@ def recipe(task: str, steps: int, seed: int) -> dict:
     return {**base, "eval_every": every, "probe_every": every}
 
 
+def run_name(name: str, gate: bool) -> str:
+    """The name of a run of ``name`` in the tables and folders: ``<name>-gated`` with the gate."""
+    return f"{name}-gated" if gate else name
+
+
 def run_one(task: str, name: str, chip, steps: int, seed: int, out: Path, gate: bool = False) -> dict:
     """Train one run into ``out/<task>/<name>[-gated][-s<seed>]`` and return its row (``gate``:
     samples whose free or nudged phase failed are left out of the update; the recipe's
     default is off)."""
-    if gate:
-        name = f"{name}-gated"
+    name = run_name(name, gate)
     folder = out / task / (name if seed == 0 else f"{name}-s{seed}")
     folder.mkdir(parents=True, exist_ok=True)
     hardware = ""
@@ -256,7 +260,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"--only: unknown run(s) {unknown}; choose from {list(runs)}")
     store = args.out / f"{args.task}.json"
     done = json.loads(store.read_text())["rows"] if store.exists() else []
-    ran = {(f"{n}-gated" if args.gate else n, int(s)) for n in names for s in args.seeds.split(",")}
+    ran = {(run_name(n, args.gate), int(s)) for n in names for s in args.seeds.split(",")}
     rows = [r for r in done if (r["run"], r["seed"]) not in ran]
     for seed in (int(s) for s in args.seeds.split(",")):
         for name in names:

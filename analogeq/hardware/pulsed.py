@@ -100,10 +100,7 @@ def attach_tile(tile: Tile, device: AbstractDevice, cb: CrossbarConfig, key,
     gain = tile.gain
     if cb.tile_gain == "auto":  # the device's own range sets the gains
         gain = auto_gains(tile.weights(cb) / s, cb, min(-w_min, w_max))
-    if gain is None:
-        held = tile.weight(cb.G_ref) if scale is None else tile.weights(cb) / s
-    else:
-        held = tile.weights(cb) / (s * expand_tiles(gain, tile.g_pos.shape, cb))
+    held = tile.weights(cb) / (s if gain is None else s * expand_tiles(gain, tile.g_pos.shape, cb))
     w = jnp.clip(held, st.b_min, st.b_max)
     ref = jnp.full_like(w, _reference(cb, device))
     return Tile(g_pos=ref, g_neg=ref, lo=jnp.stack([ref + st.b_min * cb.G_ref, ref]),

@@ -318,7 +318,7 @@ class AnalogEqTransformer(AbstractModel):
         self._check_state(s, t)
         x_in = self.embed(x)
         if not self.has_pole:
-            return -(s - x_in) + self.branches(s) - self.damping * s
+            return self._node_field(s, x_in)
         z, y = s[0], s[1]
         ratio = self.config.neuron.amp_pole_tau / self.tau
         return jnp.stack([-z + y - self.damping * z, (x_in + self.branches(z) - y) / ratio])
@@ -335,9 +335,13 @@ class AnalogEqTransformer(AbstractModel):
         if not self.has_pole:
             return self.force(s, x)
         self._check_state(s, x.shape[0])
-        z = s[0]
-        node = -z + self.embed(x) + self.branches(z) - self.damping * z
+        node = self._node_field(s[0], self.embed(x))
         return jnp.stack([node, jnp.zeros_like(node)])
+
+    def _node_field(self, z: Array, x_in: Array) -> Array:
+        """``-(1 + c) z + x_in + branches(z)``: the nodes' field with the branch currents
+        arriving at once (the field without a pole)."""
+        return -(z - x_in) + self.branches(z) - self.damping * z
 
     def update_adjoint(self, a: Array) -> Array:
         """With an amplifier pole the adjoint's stage part is exactly ``tau_a / tau`` times its
