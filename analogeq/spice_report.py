@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 
 import equinox as eqx
@@ -41,7 +42,7 @@ from analogeq.spice.validate import ode_steady_state
 from analogeq.streams import Streams
 
 NOISE_CHECKS = ("chip", "rc", "none")
-"""``noise_check`` of :func:`spice_report`: the exported chip's ``trnoise`` sources, the bare RC
+"""``noise_check`` of :func:`spice_report`: the exported chip's noise sources, the bare RC
 nodes, or none."""
 
 
@@ -83,7 +84,7 @@ def run_chip(run_dir: str | os.PathLike, hardware: str | os.PathLike | None = No
 def spice_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, hardware: str | None = None,
                  samples: int | None = None, tran_samples: int = 1, max_neurons: int = MAX_NEURONS,
                  options: SpiceOptions = SpiceOptions(), noise_check: str = "chip", noise_nodes: int = 16,
-                 fits=(), progress=None) -> Path:
+                 noise_source: str = "trrandom", fits=(), progress=None) -> Path:
     """Write the report of the run in ``run_dir`` into ``out_dir`` (module docstring); returns
     the path of ``index.md``.
 
@@ -93,6 +94,8 @@ def spice_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, hard
         noise_check: one of :data:`NOISE_CHECKS`; the check runs ``noise_nodes`` RC neurons at
             the hardware's temperature (300 K if it has none) for ``330 tau`` (about
             ``320 noise_nodes`` independent samples).
+        noise_source: the ngspice noise source of the noise netlist and check (``"trrandom"``
+            or ``"trnoise"``, :class:`~analogeq.spice.noise.NoiseSpec`).
         fits: device-fit files (TOML or JSON, e.g. from ``analogeq devices fit``) copied into
             ``fits/`` with a PNG of the same stem beside each, if there is one.
     """
@@ -113,6 +116,7 @@ def spice_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, hard
                      options=options, title=title)
     ex_noise = None
     if rc.noise is not None:
+        rc = replace(rc, noise=replace(rc.noise, source=noise_source))
         ex_noise = export_chip(chip, x0, out / "netlist_noise", boundary=steady[: chip.n_neurons],
                                max_neurons=max_neurons, options=options, noise=rc.noise,
                                analyses=("tran",), title=title + ", thermal noise")
@@ -125,7 +129,7 @@ def spice_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, hard
         devices = noise_check == "chip" and rc.noise is not None and rc.noise.devices
         cfg = chip.config.replace(**{"noise.temperature": temperature})
         noise = noise_validation(cfg, n_nodes=noise_nodes, temperature=temperature, devices=devices,
-                                 circuit=noise_check)
+                                 circuit=noise_check, source=noise_source)
         noise.write(out / "noise")
     copied = _copy_fits(fits, out / "fits")
     index = out / "index.md"
@@ -189,7 +193,7 @@ def _markdown(rc, ex, ex_noise, s: dict, noise: dict | None, fits, out: Path) ->
         lines += [""] + [f"- block {k}: neurons {b[0]}..{b[-1]}: [`{rel(f)}`]({rel(f)}) (circuits in "
                          f"[`{rel(g)}`]({rel(g)}))" for k, (b, f, g) in enumerate(zip(ex.blocks, ex.files, ex.fragments))]
     if ex_noise is not None:
-        lines += ["", f"With thermal noise (`trnoise` sources for the leak and every device at "
+        lines += ["", f"With thermal noise (`{rc.noise.source}` sources for the leak and every device at "
                   f"{rc.noise.temperature:g} K): [`{rel(ex_noise.top)}`]({rel(ex_noise.top)})."]
     tran = "n/a" if s["tran_error_max_uV"] is None else f"{s['tran_error_max_uV']:.3g}"
     lines += ["", "## ODE vs ngspice", "",
@@ -211,7 +215,7 @@ def _markdown(rc, ex, ex_noise, s: dict, noise: dict | None, fits, out: Path) ->
         lines += ["", "## Thermal noise", "",
                   f"{noise['n_nodes']} independent RC neurons at {noise['temperature_K']:g} K "
                   f"({'the exported chip, leak and device noise' if noise['devices'] else 'leak noise'}), "
-                  f"`trnoise` sampled every {noise['trnoise_step_tau']:g} tau:", "",
+                  f"`{noise['noise_source']}` sampled every {noise['noise_step_tau']:g} tau:", "",
                   "| estimate | variance [uV^2] | standard error [uV^2] |", "|---|---|---|",
                   f"| closed form (kT/C = {noise['kTC_uV2']:.4g}) | {noise['closed_form_uV2']:.4g} | exact |",
                   f"| ngspice (expected {noise['expected_spice_uV2']:.4g} with the sampling) | "

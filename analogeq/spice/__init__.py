@@ -16,12 +16,12 @@
   :func:`layer_blocks`), :func:`validate_run` runs its test samples through ngspice against the
   ODE, :func:`analogeq.spice_report.spice_report` writes the hand-on folder
   (docs/spice-export.md).
-* Noise: :class:`NoiseSpec` adds ``trnoise`` thermal-noise sources; :func:`noise_validation`
+* Noise: :class:`NoiseSpec` adds thermal-noise sources (``trrandom``/``trnoise``); :func:`noise_validation`
   compares ngspice's node variance with the chip's SDE and ``kT/C``.
 """
 
 from analogeq.spice.export import Export, RunChip, export_chip, read_netlist
-from analogeq.spice.noise import NoiseSpec, interpolation_factor, trnoise_source
+from analogeq.spice.noise import NoiseSpec, interpolation_factor, noise_source
 from analogeq.spice.noise_check import NoiseValidation, noise_validation
 from analogeq.spice.partition import layer_blocks
 from analogeq.spice.run_validation import RunValidation, validate_run
@@ -62,6 +62,6 @@ __all__ = [
     "ode_trajectory", "reference_netlist", "reference_relaxation", "require_float64", "run_netlist", "session",
     "settle_time", "spice_config", "sweep_nonlinearity", "validate",
     "Export", "NoiseSpec", "NoiseValidation", "RunChip", "RunValidation", "export_chip", "interpolation_factor",
-    "layer_blocks", "noise_validation", "read_netlist", "trnoise_source", "validate_run",
+    "layer_blocks", "noise_validation", "read_netlist", "noise_source", "validate_run",
     "TileOperatingPoint", "tile_netlist", "tile_op",
 ]

@@ -114,6 +114,8 @@ def _run_export(args) -> int:
 
     from analogeq.spice.export import export_chip
     from analogeq.spice_report import run_chip
+    from dataclasses import replace
+
     from analogeq.spice.noise import NoiseSpec
     from analogeq.spice.validate import ode_steady_state
 
@@ -125,7 +127,8 @@ def _run_export(args) -> int:
         chip, x = rc.chip, np.asarray(rc.data.x_test[args.sample], np.float64)
         noise = None
         if args.noise:
-            noise = rc.noise or NoiseSpec(temperature=300.0)
+            noise = replace(rc.noise, source=args.noise_source) if rc.noise else NoiseSpec(
+                temperature=300.0, source=args.noise_source)
         steady = ode_steady_state(chip, x)
         ex = export_chip(chip, x, _run_out(args, "spice/netlist"), boundary=steady[: chip.n_neurons],
                          max_neurons=args.max_neurons, noise=noise, t_stop=args.t_stop,
@@ -193,6 +196,12 @@ def _run_validate(args) -> int:
     return 0 if ok else 1
 
 
+def _noise_source_option(p) -> None:
+    p.add_argument("--noise-source", choices=("trrandom", "trnoise"), default="trrandom",
+                   help="ngspice noise source: trrandom (held samples, reproducible with .options seed; "
+                        "default) or trnoise (linear between samples; ngspice seeds it with its process id)")
+
+
 def cmd_report(args) -> int:
     """The validation report of a run (``index.md`` and everything it links) into ``--out``."""
     from analogeq.spice_report import spice_report
@@ -202,7 +211,8 @@ def cmd_report(args) -> int:
     try:
         index = spice_report(args.run_dir, out, hardware=args.hardware, samples=args.samples,
                              tran_samples=args.tran_samples, max_neurons=args.max_neurons,
-                             noise_check=args.noise_check, noise_nodes=args.noise_nodes, fits=args.fit or ())
+                             noise_check=args.noise_check, noise_nodes=args.noise_nodes,
+                             noise_source=args.noise_source, fits=args.fit or ())
     except (ValueError, TypeError, OSError, RuntimeError, SpiceError) as e:
         return _fail("report", e)
     print(f"wrote {index} (netlist/, validation/, noise/" + (", fits/" if args.fit else "") + ")")
@@ -257,8 +267,9 @@ def register(subparsers) -> None:
     e.add_argument("--sample", type=T.integer(0, 1_000_000), default=0,
                    help="with RUN_DIR: index of the test sample that drives the input DACs (default 0)")
     e.add_argument("--noise", action="store_true",
-                   help="with RUN_DIR: add thermal-noise trnoise sources for every leak and device (at the "
+                   help="with RUN_DIR: add thermal-noise sources for every leak and device (at the "
                         "hardware's temperature, else 300 K)")
+    _noise_source_option(e)
     _add_block_options(e)
     e.add_argument("--out", default=None,
                    help="netlist path (default: runs/spice/block.cir); with RUN_DIR a folder (default: "
@@ -303,6 +314,7 @@ def register(subparsers) -> None:
                         "(default: chip)")
     r.add_argument("--noise-nodes", type=T.integer(1, 256), default=16,
                    help="RC neurons of the noise check (about 320 independent samples each; default 16)")
+    _noise_source_option(r)
     r.add_argument("--fit", action="append", metavar="FILE",
                    help="device-fit file (TOML/JSON, e.g. from 'analogeq devices fit') to include; repeatable")
     r.set_defaults(func=cmd_report)

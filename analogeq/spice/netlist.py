@@ -21,8 +21,8 @@ the same circuit; what differs is only how ngspice and diffrax integrate it.
 
 By default no noise is written: the netlist is the chip's deterministic field, the one
 :meth:`ChipRelaxation.trajectory` integrates. With ``noise`` (:class:`~analogeq.spice.noise.NoiseSpec`)
-the Johnson noise of every leak and every crossbar device is written as ``trnoise`` current
-sources (:mod:`analogeq.spice.noise`).
+the Johnson noise of every leak and every crossbar device is written as random current sources
+(``trrandom`` or ``trnoise``, :mod:`analogeq.spice.noise`).
 
 A *block* is a subset of the neurons (``neurons``): only their circuits are written, and the
 outputs ``u<k>`` of the neurons outside it that its columns read are ideal sources held at
@@ -44,7 +44,7 @@ import numpy as np
 from analogeq.hardware.chip import Chip
 from analogeq.hardware.constants import K_B, Q_E
 from analogeq.spice.library import library_text
-from analogeq.spice.noise import NoiseSpec, _num, noise_options_line, trnoise_source
+from analogeq.spice.noise import NoiseSpec, _num, noise_options_line, noise_source
 from analogeq.spice.nudge import Nudge, nudge_lines
 
 MAX_NEURONS = 256
@@ -311,7 +311,7 @@ def netlist_parts(chip: Chip, x, *, s0=None, t_stop=None, options: SpiceOptions 
     if noise is None:
         head.append("* Noise sources are not written (deterministic field).")
     else:
-        head.append(f"* Thermal noise at {_num(noise.temperature)} K as trnoise current sources (4kTG, "
+        head.append(f"* Thermal noise at {_num(noise.temperature)} K as {noise.source} current sources (4kTG, "
                     f"sampled every {_num(nt)} s): " + ", ".join(
                         w for w, on in (("leak", noise.leak), ("crossbar devices", noise.devices)) if on))
     head += ["", "* ---- subcircuit library (circuits/analogeq.lib, verbatim) ----",
@@ -370,7 +370,7 @@ def netlist_parts(chip: Chip, x, *, s0=None, t_stop=None, options: SpiceOptions 
 
 def _column_lines(i, pairs, chip, s0, options, noise, nt) -> list[str]:
     """Neuron ``i``'s column (device resistors, calibrated TIA feedback), amplifier and RC node,
-    and with ``noise`` its ``trnoise`` sources."""
+    and with ``noise`` its noise sources."""
     nc, g_ref, a0, n = chip.config.neuron, chip.config.crossbar.G_ref, options.opamp_gain, chip.n_neurons
     vu = nc.v_unit
     out = [f"* neuron {i}"]
@@ -380,11 +380,11 @@ def _column_lines(i, pairs, chip, s0, options, noise, nt) -> list[str]:
         if gp > 0:
             out.append(f"Rp{i}_{k} {_neg(line)} s{i} {_num(1.0 / gp)}")
             if noise is not None and noise.devices:
-                noisy.append(trnoise_source(f"Inp{i}_{k}", _neg(line), f"s{i}", gp, noise.temperature, nt))
+                noisy.append(noise_source(f"Inp{i}_{k}", _neg(line), f"s{i}", gp, noise.temperature, nt, noise.source))
         if gn > 0:
             out.append(f"Rn{i}_{k} {line} s{i} {_num(1.0 / gn)}")
             if noise is not None and noise.devices:
-                noisy.append(trnoise_source(f"Inn{i}_{k}", line, f"s{i}", gn, noise.temperature, nt))
+                noisy.append(noise_source(f"Inn{i}_{k}", line, f"s{i}", gn, noise.temperature, nt, noise.source))
         gsum += max(gp, 0.0) + max(gn, 0.0)
     g_f = (a0 * g_ref - gsum) / (1.0 + a0)
     if g_f <= 0:
@@ -399,5 +399,5 @@ def _column_lines(i, pairs, chip, s0, options, noise, nt) -> list[str]:
         out.append(f"Xa{i} 0 s{i} y{i} aeq_opamp a0={_num(a0)} rail={_num(options.opamp_rail)}")
     out.append(f"Xn{i} y{i} v{i} aeq_rc_neuron gleak={_num(nc.g_leak)} c={_num(nc.C)} v0={_num(s0[i] * vu)}")
     if noise is not None and noise.leak:
-        out.append(trnoise_source(f"Inl{i}", f"y{i}", f"v{i}", nc.g_leak, noise.temperature, nt))
+        out.append(noise_source(f"Inl{i}", f"y{i}", f"v{i}", nc.g_leak, noise.temperature, nt, noise.source))
     return out + noisy

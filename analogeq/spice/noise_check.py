@@ -10,7 +10,7 @@ the stage gain ``g_leak / G_ref``):
 
 ``kT/C`` alone without ``devices``. Three estimates of it:
 
-* ngspice: the exported netlist with ``trnoise`` sources (:mod:`analogeq.spice.noise`), one
+* ngspice: the exported netlist with its noise sources (:mod:`analogeq.spice.noise`), one
   ``.tran`` from rest; after a ``10 tau`` burn-in each node's voltage is resampled on a uniform
   grid and its variance taken about the node's mean (the DC offset of the bias devices' mismatch).
   Standard error by batch means: batches of ``batch_tau`` (>> the ``tau/2`` correlation time of
@@ -46,12 +46,14 @@ class NoiseValidation:
 
     Attributes:
         kTC: ``k T / C`` [V^2]; closed_form: the closed-form variance (``kT/C`` times the
-            devices' factor); expected_spice: ``closed_form`` times the ``trnoise`` interpolation
+            devices' factor); expected_spice: ``closed_form`` times the source's interpolation
             factor (what ngspice should give).
         spice, spice_se: ngspice's variance and its standard error; spice_samples: independent
             samples it is worth (``(T - burn-in) n_nodes / tau``, about ``2 var^2 / se^2``).
         sde, sde_se, sde_samples: the SDE's variance, its standard error and sample count.
-        n_nodes, t_stop_tau, step_tau: test size; devices: crossbar noise on; spice_seconds: ngspice wall time.
+        n_nodes, t_stop_tau, step_tau: test size; source: the ngspice source kind
+            (:class:`~analogeq.spice.noise.NoiseSpec`); devices: crossbar noise on;
+            spice_seconds: ngspice wall time.
     """
 
     kTC: float
@@ -66,6 +68,7 @@ class NoiseValidation:
     n_nodes: int
     t_stop_tau: float
     step_tau: float
+    source: str
     devices: bool
     temperature: float
     spice_seconds: float
@@ -75,7 +78,7 @@ class NoiseValidation:
         u = 1e12
         return {
             "temperature_K": self.temperature, "n_nodes": self.n_nodes, "t_stop_tau": self.t_stop_tau,
-            "trnoise_step_tau": self.step_tau, "devices": self.devices,
+            "noise_source": self.source, "noise_step_tau": self.step_tau, "devices": self.devices,
             "kTC_uV2": self.kTC * u, "closed_form_uV2": self.closed_form * u,
             "expected_spice_uV2": self.expected_spice * u,
             "spice_uV2": self.spice * u, "spice_se_uV2": self.spice_se * u, "spice_samples": self.spice_samples,
@@ -133,18 +136,18 @@ def closed_form_variance(chip) -> float:
 
 def rc_netlist(chip, noise: NoiseSpec, t_stop: float):
     """The bare circuit of the test chip's nodes: per neuron a leak resistor ``1/g_leak`` and
-    ``C`` to ground with the leak's ``trnoise`` source (:func:`~analogeq.spice.noise.trnoise_source`),
+    ``C`` to ground with the leak's noise source (:func:`~analogeq.spice.noise.noise_source`),
     ``.tran`` to ``t_stop`` [s] from rest. No TIA, nonlinearity or devices: the ``kT/C`` check of
     the noise sources alone, and about 20x faster in ngspice than the exported chip."""
     from analogeq.spice.netlist import Netlist
-    from analogeq.spice.noise import _num, noise_options_line, trnoise_source
+    from analogeq.spice.noise import _num, noise_options_line, noise_source
 
     nc, n = chip.config.neuron, chip.n_neurons
     nt = noise.step * chip.tau
-    lines = [f"analogeq kT/C check: {n} RC nodes with trnoise leak noise", noise_options_line(noise)]
+    lines = [f"analogeq kT/C check: {n} RC nodes with {noise.source} leak noise", noise_options_line(noise)]
     for i in range(n):
         lines += [f"R{i} v{i} 0 {_num(1 / nc.g_leak)}", f"C{i} v{i} 0 {_num(nc.C)} ic=0",
-                  trnoise_source(f"In{i}", "0", f"v{i}", nc.g_leak, noise.temperature, nt)]
+                  noise_source(f"In{i}", "0", f"v{i}", nc.g_leak, noise.temperature, nt, noise.source)]
     nodes = tuple(f"v{i}" for i in range(n))
     lines += [".save " + " ".join(f"v({m})" for m in nodes), f".tran {_num(nt)} {_num(t_stop)} 0 {_num(nt)} uic", ".end"]
     return Netlist(text="\n".join(lines) + "\n", state_nodes=nodes, v_unit=nc.v_unit, tau=chip.tau,
@@ -198,13 +201,15 @@ def sde_variance(chip, draws: int, key=None):
 
 def noise_validation(hardware: str | ChipConfig = "ideal", *, n_nodes: int = 64, t_stop_tau: float = 330.0,
                      step: float = 0.02, sde_draws: int = 400, temperature: float = 300.0, devices: bool = False,
-                     seed: int = 1, circuit: str = "chip") -> NoiseValidation:
+                     seed: int = 1, circuit: str = "chip", source: str = "trrandom") -> NoiseValidation:
     """Node-voltage variance of ``n_nodes`` RC neurons on ``hardware`` from ngspice (a
-    ``t_stop_tau`` transient with ``trnoise`` sampled every ``step tau``), from the chip's SDE
+    ``t_stop_tau`` transient with ``source`` noise sampled every ``step tau``), from the chip's SDE
     (``sde_draws`` settles) and in closed form (module docstring). The defaults give about
     ``20,000`` independent samples on each side: relative standard errors near 1 %.
     ``circuit="rc"`` runs the bare RC nodes (:func:`rc_netlist`; leak noise only) in ngspice
-    instead of the exported chip."""
+    instead of the exported chip. ``source`` ``"trrandom"`` is reproducible for a ``seed``;
+    ``"trnoise"`` is not, and its variance scatters beyond its standard error
+    (:mod:`analogeq.spice.noise`)."""
     require_float64()
     if circuit not in ("chip", "rc"):
         raise ValueError(f"circuit must be 'chip' or 'rc'; got {circuit!r}")
@@ -213,12 +218,12 @@ def noise_validation(hardware: str | ChipConfig = "ideal", *, n_nodes: int = 64,
     if not (t_stop_tau > 10.0 + 2 * 20.0):
         raise ValueError(f"t_stop_tau must exceed 50 (a 10 tau burn-in and two 20 tau batches); got {t_stop_tau!r}")
     chip, spice_chip = noise_chip(hardware, n_nodes, temperature, devices, seed)
-    noise = NoiseSpec(temperature=temperature, leak=True, devices=devices, step=step, seed=seed)
+    noise = NoiseSpec(temperature=temperature, leak=True, devices=devices, step=step, seed=seed, source=source)
     ktc = K_B * temperature / chip.config.neuron.C
     closed = closed_form_variance(chip)
     sp, sp_se, sp_n, secs = spice_variance(chip, spice_chip, noise, t_stop_tau, circuit=circuit)
     sde, sde_se, sde_n = sde_variance(chip, sde_draws, jax.random.PRNGKey(seed))
-    return NoiseValidation(kTC=ktc, closed_form=closed, expected_spice=closed * interpolation_factor(step),
+    return NoiseValidation(kTC=ktc, closed_form=closed, expected_spice=closed * interpolation_factor(step, source),
                            spice=sp, spice_se=sp_se, spice_samples=sp_n, sde=sde, sde_se=sde_se, sde_samples=sde_n,
-                           n_nodes=n_nodes, t_stop_tau=t_stop_tau, step_tau=step, devices=devices,
+                           n_nodes=n_nodes, t_stop_tau=t_stop_tau, step_tau=step, source=source, devices=devices,
                            temperature=temperature, spice_seconds=secs)
