@@ -11,6 +11,8 @@
   on MNIST: the first call and the median of ``--chip-steps`` timed steps after it, extrapolated
   to one epoch (labelled so), and the test accuracy on ``--chip-test`` images after those steps
   (a single run).
+* ``chip-train``: the same chip trained epoch by epoch like ``emulator`` (full test set after
+  every epoch, checkpoints every 100 steps, resumed exactly after a kill), against 96 %.
 * ``irdrop``: the emulator-trained model (from ``emulator``, its parameter EMA) realized on the
   realistic chip with 256 x 256 tiles and wire resistance ``r_segment`` per cell segment
   (``r_drive = r_sense = 0``), with per-tile gains (``tile_gain = "auto"``: the trained weights
@@ -26,6 +28,7 @@
     nice -n 10 .venv/bin/python benchmarks/bench_mnist.py --part emulator --out benchmarks/results
     nice -n 10 .venv/bin/python benchmarks/bench_mnist.py --part chip --out benchmarks/results
     nice -n 10 .venv/bin/python benchmarks/bench_mnist.py --part irdrop --wires 0 5 1 2.5 --out benchmarks/results
+    nice -n 10 .venv/bin/python benchmarks/bench_mnist.py --part chip-train --budget 36000 --out benchmarks/results
     .venv/bin/python benchmarks/bench_mnist.py --quick --out /tmp/bench-mnist   # smoke test
 
 Each part merges its results into ``mnist.json`` in ``--out`` (the emulator's model is
@@ -83,18 +86,21 @@ def _block(tree):
     jax.block_until_ready(jax.tree_util.tree_leaves(eqx.filter(tree, eqx.is_array)))
 
 
-def emulator(args, runs: Path) -> dict:
-    """Train epoch by epoch; test accuracy and wall-clock per epoch."""
-    cfg = EMULATOR_CONFIG
+def train_epochs(args, runs: Path, cfg: TrainConfig, name: str, target: float, checkpoint_every: int | None = None,
+                 max_epochs: int | None = None) -> dict:
+    """Train ``cfg`` into ``runs/name`` epoch by epoch (resuming from its checkpoint when there is
+    one, so a killed run continues exactly); test accuracy on the full test set and wall-clock per
+    epoch; stops after ``max_epochs`` (default ``--epochs``) or once the next epoch would end past
+    ``--budget`` seconds."""
     parts = build_parts(cfg)
     per = steps_per_epoch(cfg, parts.data)
-    cfg = cfg.replace(eval_every=per, probe_every=per, checkpoint_every=per)
-    out = runs / "emulator"
+    cfg = cfg.replace(eval_every=per, probe_every=per, checkpoint_every=checkpoint_every or per)
+    out = runs / name
     rows, t_start = [], time.perf_counter()
-    for epoch in range(1, args.epochs + 1):
+    for epoch in range(1, (max_epochs or args.epochs) + 1):
         t0 = time.perf_counter()
-        res = train(cfg.replace(epochs=epoch), out, resume=epoch > 1, progress=not args.no_progress,
-                    parts=parts, label=f"emulator epoch {epoch}")
+        res = train(cfg.replace(epochs=epoch), out, resume=(out / "checkpoint.eqx").exists(),
+                    progress=not args.no_progress, parts=parts, label=f"{name} epoch {epoch}")
         evals = [r for r in res.history if r["kind"] == "eval"]
         test = [r for r in res.history if r["kind"] == "test"][-1]
         rows.append({"epoch": epoch, "steps": res.summary["steps"], "test_acc": test["test_acc"],
@@ -102,24 +108,36 @@ def emulator(args, runs: Path) -> dict:
                      "epoch_s": res.summary["seconds"], "call_s": time.perf_counter() - t0,
                      "unconverged_train_samples": res.summary["unconverged_train_samples"]})
         r = rows[-1]
-        print(f"epoch {epoch:2d}: test {r['test_acc']:.4f} val {r['val_acc']:.4f} cos {r['grad_cosine']} "
+        print(f"{name} epoch {epoch:2d}: test {r['test_acc']:.4f} val {r['val_acc']:.4f} cos {r['grad_cosine']} "
               f"{r['epoch_s']:.0f} s", flush=True)
         elapsed = time.perf_counter() - t_start
-        if elapsed + elapsed / epoch > args.budget:
+        if elapsed + elapsed / len(rows) > args.budget:
             break
     best = max(rows, key=lambda r: r["test_acc"])
+    key = f"{target * 100:g}".replace(".", "")
     return {"config": cfg.to_dict(), "steps_per_epoch": per, "epochs": rows,
             "final_test_acc": rows[-1]["test_acc"], "best_epoch": best["epoch"],
-            "reached_975": any(r["test_acc"] >= 0.975 for r in rows),
-            "first_epoch_at_975": next((r["epoch"] for r in rows if r["test_acc"] >= 0.975), None),
+            f"reached_{key}": any(r["test_acc"] >= target for r in rows),
+            f"first_epoch_at_{key}": next((r["epoch"] for r in rows if r["test_acc"] >= target), None),
             "wall_total_s": time.perf_counter() - t_start,
             "epoch_s_median": statistics.median(r["epoch_s"] for r in rows),
             "checkpoint": str(out), "machine": _machine()}
 
 
+def emulator(args, runs: Path) -> dict:
+    """The emulator recipe, epoch by epoch, against the issue's 97.5 %."""
+    return train_epochs(args, runs, EMULATOR_CONFIG, "emulator", 0.975)
+
+
 CHIP_CONFIG = DEMO_CONFIG.replace(task="mnist", data_dir=DATA_DIR, hidden=(500,))
 """The demo's chip recipe (``realistic`` preset, ``ecram-tang2018`` devices written by ``mixed``
 pulses, SGD 0.1, AsymEP centered with tracking at beta 0.2, batch 32, gate off) on MNIST 784-500-10."""
+
+
+def chip_train(args, runs: Path) -> dict:
+    """The demo chip trained on MNIST epoch by epoch (checkpoints every 100 steps: an epoch is
+    about an hour here), against the issue's 96 %."""
+    return train_epochs(args, runs, CHIP_CONFIG, "chip", 0.96, checkpoint_every=100, max_epochs=args.chip_epochs)
 
 
 def chip(args, runs: Path) -> dict:
@@ -283,7 +301,8 @@ def print_table(result: dict) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--part", choices=("emulator", "chip", "irdrop", "all"), default="all")
+    p.add_argument("--part", choices=("emulator", "chip", "chip-train", "irdrop", "all"), default="all",
+                   help="all: emulator, chip and irdrop (chip-train only when named)")
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--runs", default="runs/bench_mnist", help="checkpoints of the emulator run")
     p.add_argument("--epochs", type=int, default=30, help="emulator: most epochs")
@@ -291,6 +310,7 @@ def main() -> None:
     p.add_argument("--chip-steps", type=int, default=60, help="chip: timed training steps")
     p.add_argument("--chip-test", type=int, default=1000, help="chip: test images scored")
     p.add_argument("--chip-seed", type=int, default=0)
+    p.add_argument("--chip-epochs", type=int, default=5, help="chip-train: most epochs")
     p.add_argument("--irdrop-test", type=int, default=1000, help="irdrop: test images scored")
     p.add_argument("--wires", type=float, nargs="+", default=list(WIRES_OHM), help="irdrop: r_segment [Ohm]")
     p.add_argument("--cosine-noise", default="preset", choices=("preset", "off", "both"),
@@ -308,7 +328,7 @@ def main() -> None:
     args.previous = dict(result)
     parts = ("emulator", "chip", "irdrop") if args.part == "all" else (args.part,)
     for part in parts:
-        result[part] = {"emulator": emulator, "chip": chip, "irdrop": irdrop}[part](args, runs)
+        result[part] = {"emulator": emulator, "chip": chip, "chip-train": chip_train, "irdrop": irdrop}[part](args, runs)
         path.write_text(json.dumps(result, indent=2, default=float))
     print_table(result)
     print(f"wrote {path}")
