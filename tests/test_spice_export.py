@@ -16,9 +16,8 @@ import analogeq as aq
 from analogeq.config import TrainConfig
 from analogeq.hardware.constants import K_B
 from analogeq.spice import available, run_netlist
-from analogeq.spice.export import export_chip, read_netlist
+from analogeq.spice.export import read_netlist
 from analogeq.spice_report import run_chip
-from analogeq.spice.netlist import Netlist
 from analogeq.spice.noise import NoiseSpec, interpolation_factor, noise_source
 from analogeq.spice.noise_check import noise_validation
 from analogeq.spice.partition import layer_blocks
@@ -143,23 +142,41 @@ def test_rc_node_noise_matches_kT_over_C_and_the_sde():
     assert again.spice == v.spice and again.sde == v.sde  # .options seed reseeds trrandom every run
 
 
-def test_trnoise_samples_have_the_requested_rms():
-    """``trnoise`` into 1 Ohm: its sample values (at the breakpoints) have rms ``NA``. ngspice seeds
-    its Wallace generator with the process id, so the draws differ between runs; 16 x 10,000
-    samples (standard error 0.35 %) and the 3 % bound leave room for the 0.55 % spread between
-    processes we measured (:mod:`analogeq.spice.noise`)."""
+_TRNOISE_RMS = """
+import json, sys
+import numpy as np
+from analogeq.spice.netlist import Netlist
+from analogeq.spice.runner import run_netlist
+n, steps, nt = int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+nodes = tuple(f"r{i}" for i in range(n))
+res = run_netlist(Netlist(text=open(sys.argv[1]).read(), state_nodes=nodes, v_unit=1.0, tau=nt,
+                          t_stop=steps * nt, analyses=("tran",)))
+t = np.asarray(res.time)
+grid = np.arange(1, steps) * nt  # the breakpoints, where the source takes its drawn values
+v = np.stack([np.interp(grid, t, np.asarray(res.tran[m])) for m in nodes])
+print(json.dumps({"rms": float(np.sqrt(np.mean(v**2))), "mean": float(np.mean(v)), "n": int(v.size)}))
+"""
+
+
+def test_trnoise_samples_have_the_requested_rms(tmp_path):
+    """``trnoise`` into 1 Ohm: its sample values (at the breakpoints) have rms ``NA``, in a fresh
+    process. ngspice seeds its Wallace generator with the process id and its power then drifts
+    with use (we measured -3.0 % to +3.5 % after eight such runs in one process), so only a
+    process's first draws are a fair test: 16 x 10,000 samples (standard error 0.35 %) against a
+    3 % bound, with a 0.55 % spread between fresh processes measured (:mod:`analogeq.spice.noise`)."""
+    import subprocess
+    import sys
+
     n, steps, nt = 16, 10_000, 1e-6
     lines = ["* trnoise rms"] + [f"{noise_source(f'I{i}', '0', f'r{i}', 1.0, nt / (2 * K_B), nt, 'trnoise')}\n"
                                  f"R{i} r{i} 0 1" for i in range(n)]  # NA = sqrt(2 k T G / NT) = 1 A
-    nodes = tuple(f"r{i}" for i in range(n))
     lines += [f".tran {nt} {steps * nt} 0 {nt}", ".end"]
-    res = run_netlist(Netlist(text="\n".join(lines) + "\n", state_nodes=nodes, v_unit=1.0, tau=nt,
-                              t_stop=steps * nt, analyses=("tran",)))
-    t = np.asarray(res.time)
-    grid = np.arange(1, steps) * nt  # the breakpoints, where the source takes its drawn values
-    v = np.stack([np.interp(grid, t, np.asarray(res.tran[m])) for m in nodes])
-    assert abs(np.sqrt(np.mean(v**2)) - 1) < 0.03
-    assert abs(np.mean(v)) < 4 / np.sqrt(v.size)
+    (tmp_path / "rms.cir").write_text("\n".join(lines) + "\n")
+    out = subprocess.run([sys.executable, "-c", _TRNOISE_RMS, str(tmp_path / "rms.cir"), str(n), str(steps), str(nt)],
+                         capture_output=True, text=True, timeout=300, check=True)
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert abs(r["rms"] - 1) < 0.03
+    assert abs(r["mean"]) < 4 / np.sqrt(r["n"])
 
 
 @pytest.mark.slow

@@ -22,7 +22,8 @@ Two source kinds (Ngspice User's Manual, section 4.1.7 "Transient noise source" 
   (ngspice 39, 64 RC nodes x 200 tau, ``NT = 0.02 tau``): the node variance scattered with a
   standard deviation of 2.0 % between fresh processes (1.6x the batch-means standard error) and
   drifted by +4 to +7 % over five consecutive runs in one process; the same measurement at
-  800 tau scattered by 2.6 %. Use it to compare with netlists that use ``trnoise``.
+  800 tau scattered by 2.6 %. The rms of the samples themselves drifted by -3.0 % to +3.5 %
+  over eight runs in one process. Use it to compare with netlists that use ``trnoise``.
 
 The sampling shapes the density; behind an RC node of time constant ``tau`` this changes the node
 variance by the factor :func:`interpolation_factor` (``NT = 0.02 tau``: 0.9907 for ``trnoise``,
