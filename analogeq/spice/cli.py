@@ -110,12 +110,12 @@ def _fail(cmd: str, e: BaseException) -> int:
 
 
 def _run_export(args) -> int:
+    from dataclasses import replace
+
     import numpy as np
 
     from analogeq.spice.export import export_chip
     from analogeq.spice_report import run_chip
-    from dataclasses import replace
-
     from analogeq.spice.noise import NoiseSpec
     from analogeq.spice.validate import ode_steady_state
 
@@ -197,7 +197,9 @@ def _run_validate(args) -> int:
 
 
 def _noise_source_option(p) -> None:
-    p.add_argument("--noise-source", choices=("trrandom", "trnoise"), default="trrandom",
+    from analogeq.spice.noise import SOURCES
+
+    p.add_argument("--noise-source", choices=SOURCES, default=SOURCES[0],
                    help="ngspice noise source: trrandom (held samples, reproducible with .options seed; "
                         "default) or trnoise (linear between samples; ngspice seeds it with its process id)")
 

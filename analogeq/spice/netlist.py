@@ -44,7 +44,7 @@ import numpy as np
 from analogeq.hardware.chip import Chip
 from analogeq.hardware.constants import K_B, Q_E
 from analogeq.spice.library import library_text
-from analogeq.spice.noise import NoiseSpec, _num, noise_options_line, noise_source
+from analogeq.spice.noise import NoiseSpec, _num, noise_options_line
 from analogeq.spice.nudge import Nudge, nudge_lines
 
 MAX_NEURONS = 256
@@ -380,11 +380,11 @@ def _column_lines(i, pairs, chip, s0, options, noise, nt) -> list[str]:
         if gp > 0:
             out.append(f"Rp{i}_{k} {_neg(line)} s{i} {_num(1.0 / gp)}")
             if noise is not None and noise.devices:
-                noisy.append(noise_source(f"Inp{i}_{k}", _neg(line), f"s{i}", gp, noise.temperature, nt, noise.source))
+                noisy.append(noise.source_line(f"Inp{i}_{k}", _neg(line), f"s{i}", gp, nt))
         if gn > 0:
             out.append(f"Rn{i}_{k} {line} s{i} {_num(1.0 / gn)}")
             if noise is not None and noise.devices:
-                noisy.append(noise_source(f"Inn{i}_{k}", line, f"s{i}", gn, noise.temperature, nt, noise.source))
+                noisy.append(noise.source_line(f"Inn{i}_{k}", line, f"s{i}", gn, nt))
         gsum += max(gp, 0.0) + max(gn, 0.0)
     g_f = (a0 * g_ref - gsum) / (1.0 + a0)
     if g_f <= 0:
@@ -399,5 +399,5 @@ def _column_lines(i, pairs, chip, s0, options, noise, nt) -> list[str]:
         out.append(f"Xa{i} 0 s{i} y{i} aeq_opamp a0={_num(a0)} rail={_num(options.opamp_rail)}")
     out.append(f"Xn{i} y{i} v{i} aeq_rc_neuron gleak={_num(nc.g_leak)} c={_num(nc.C)} v0={_num(s0[i] * vu)}")
     if noise is not None and noise.leak:
-        out.append(noise_source(f"Inl{i}", f"y{i}", f"v{i}", nc.g_leak, noise.temperature, nt, noise.source))
+        out.append(noise.source_line(f"Inl{i}", f"y{i}", f"v{i}", nc.g_leak, nt))
     return out + noisy

@@ -87,6 +87,10 @@ class NoiseSpec:
         if not (self.leak or self.devices):
             raise ValueError("NoiseSpec: switch on leak and/or devices (or pass noise=None for none)")
 
+    def source_line(self, name: str, n_plus: str, n_minus: str, conductance: float, nt: float) -> str:
+        """:func:`noise_source` at this spec's temperature and source kind (``nt`` in seconds)."""
+        return noise_source(name, n_plus, n_minus, conductance, self.temperature, nt, self.source)
+
     @classmethod
     def of_chip(cls, config, step: float = 0.02, seed: int = 1, source: str = "trrandom") -> NoiseSpec | None:
         """The noise a chip config describes (``noise.temperature``, ``neuron.kTC_noise``,

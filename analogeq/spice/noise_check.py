@@ -136,18 +136,18 @@ def closed_form_variance(chip) -> float:
 
 def rc_netlist(chip, noise: NoiseSpec, t_stop: float):
     """The bare circuit of the test chip's nodes: per neuron a leak resistor ``1/g_leak`` and
-    ``C`` to ground with the leak's noise source (:func:`~analogeq.spice.noise.noise_source`),
+    ``C`` to ground with the leak's noise source (:meth:`~analogeq.spice.noise.NoiseSpec.source_line`),
     ``.tran`` to ``t_stop`` [s] from rest. No TIA, nonlinearity or devices: the ``kT/C`` check of
     the noise sources alone, and about 20x faster in ngspice than the exported chip."""
     from analogeq.spice.netlist import Netlist
-    from analogeq.spice.noise import _num, noise_options_line, noise_source
+    from analogeq.spice.noise import _num, noise_options_line
 
     nc, n = chip.config.neuron, chip.n_neurons
     nt = noise.step * chip.tau
     lines = [f"analogeq kT/C check: {n} RC nodes with {noise.source} leak noise", noise_options_line(noise)]
     for i in range(n):
         lines += [f"R{i} v{i} 0 {_num(1 / nc.g_leak)}", f"C{i} v{i} 0 {_num(nc.C)} ic=0",
-                  noise_source(f"In{i}", "0", f"v{i}", nc.g_leak, noise.temperature, nt, noise.source)]
+                  noise.source_line(f"In{i}", "0", f"v{i}", nc.g_leak, nt)]
     nodes = tuple(f"v{i}" for i in range(n))
     lines += [".save " + " ".join(f"v({m})" for m in nodes), f".tran {_num(nt)} {_num(t_stop)} 0 {_num(nt)} uic", ".end"]
     return Netlist(text="\n".join(lines) + "\n", state_nodes=nodes, v_unit=nc.v_unit, tau=chip.tau,
