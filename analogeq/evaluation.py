@@ -15,19 +15,32 @@ from analogeq.stability import scored_accuracy
 
 EVAL_CHUNK = 1000
 """Most samples relaxed at once by :func:`evaluate`: a larger set (MNIST's 10,000 test images)
-is relaxed in chunks of this size, so memory stays bounded and one compiled program serves every
-set size above it."""
+is relaxed in chunks of at most this size, so memory stays bounded and one compiled program
+serves every set size above it."""
+EVAL_ELEMENTS = 2**25
+"""Parameter elements one chunk may hold per sample times samples (128 MiB in float32): a chip
+with read noise realizes its conductances per sample, so a 784-500-10 chip relaxed 1000 samples
+at once held ~17 GB (measured); :func:`eval_chunk` shrinks the chunk for large models."""
+
+
+def eval_chunk(model) -> int:
+    """The default chunk of :func:`evaluate` for ``model``: ``EVAL_ELEMENTS`` over its number of
+    parameter elements, between 32 and :data:`EVAL_CHUNK` samples."""
+    n = sum(x.size for x in jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array)))
+    return max(32, min(EVAL_CHUNK, EVAL_ELEMENTS // max(n, 1)))
 
 
 def evaluate(model, cost: AbstractCost, relaxation: AbstractRelaxation, xs, ys, key=None,
-             *, chunk: int = EVAL_CHUNK) -> dict:
+             *, chunk: int | None = None) -> dict:
     """Free phase on a data set: accuracy, mean cost, how many samples did not converge and the
     mean settle time (units of ``tau``). ``key`` drives the realization's noise.
 
-    Sets of more than ``chunk`` samples are relaxed ``chunk`` at a time (the last chunk padded
-    by repeating its first sample, the padding dropped); each sample keeps the noise key it
-    gets in one piece (``sample_keys(key, n)``) and samples relax independently, so the scores
-    equal those of one batch (up to floating-point summation order)."""
+    Sets of more than ``chunk`` samples (default :func:`eval_chunk`) are relaxed ``chunk`` at a
+    time (the last chunk padded by repeating its first sample, the padding dropped); each sample
+    keeps the noise key it gets in one piece (``sample_keys(key, n)``) and samples relax
+    independently, so the scores equal those of one batch (up to floating-point summation
+    order)."""
+    chunk = eval_chunk(model) if chunk is None else chunk
     if not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"evaluate: chunk must be a positive integer; got {chunk!r}")
     xs, ys = jnp.asarray(xs), jnp.asarray(ys)

@@ -69,8 +69,9 @@ def grads(est, model, relaxation, xs, ys):
         model, relaxation)
 
 
-@pytest.mark.parametrize("hw, circuits", [(IDEAL, CircuitConfig()), (NONIDEAL, CIRCUITS)],
-                         ids=["ideal", "nonideal"])
+# the ideal block's AsymEP is also checked against the digital block's (test below)
+@pytest.mark.parametrize("hw, circuits", [pytest.param(IDEAL, CircuitConfig(), marks=pytest.mark.slow),
+                                          (NONIDEAL, CIRCUITS)], ids=["ideal", "nonideal"])
 def test_asym_ep_matches_the_blocks_own_implicit_adjoint(block, batch, hw, circuits):
     """The must-show: AsymEP (centered, beta = 1e-3) settled on the analog block vs the implicit
     adjoint of the same analog field at the same free states, cosine >= 0.9999 (the force-form

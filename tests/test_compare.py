@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from analogeq.cli import main
 from analogeq.assembly import build_digital
@@ -8,6 +9,7 @@ from analogeq.compare import compare, format_compare, trained_monte_carlo
 from analogeq.config import TrainConfig
 
 
+@pytest.mark.slow  # ~100 s cold, mostly compilation; the ideal chip against the emulator is also test_chip's
 def test_compare_ideal_chip_agrees_with_emulator(tmp_path):
     cfg = TrainConfig(hidden=(16,), steps=3, eval_every=3, T1=200, tol=1e-6, stop_at_tol=True)
     report = compare(cfg, "ideal", tmp_path, n_chips=3, progress=False)
@@ -43,6 +45,7 @@ def test_compare_ideal_chip_agrees_with_emulator(tmp_path):
     assert "Monte Carlo of the trained model over 3 chips, chip-trained weights" in format_compare(report)
 
 
+@pytest.mark.slow  # ~200 s cold (three chip programs compiled); test_montecarlo covers the vmapped instances
 def test_monte_carlo_spreads_over_mismatched_chips(tmp_path, capsys):
     rc = main(["compare", "--hardware", "realistic", "--n-chips", "3", "--train-steps", "0",
                "--hidden", "16", "--out", str(tmp_path), "--no-progress"])
@@ -51,7 +54,6 @@ def test_monte_carlo_spreads_over_mismatched_chips(tmp_path, capsys):
     assert np.ptp(report["monte_carlo"]["fixed_point_error"]["values"]) > 0
     assert "training" not in report
     assert "Monte Carlo over 3 chips" in capsys.readouterr().out
-    assert main(["compare", "--hardware", "nonexistent", "--out", str(tmp_path)]) == 2
     setup = report["monte_carlo_setup"]
     assert (setup["n_chips"], setup["mode"], setup["local_devices"], setup["device"]) == (3, "vmap", 1, None)
     # The trained-model Monte Carlo runs on the same instances with the same test noise: the
@@ -61,7 +63,14 @@ def test_monte_carlo_spreads_over_mismatched_chips(tmp_path, capsys):
     # (the same count of correct samples per chip; the initial-model report's mean is float32)
     np.testing.assert_allclose(again["initial"]["test_acc"]["values"],
                                report["monte_carlo"]["test_acc"]["values"], rtol=1e-6)
-    # this process already runs JAX with one CPU device: asking for two is a one-line error
+
+
+def test_compare_refuses_unknown_hardware_and_late_host_devices(tmp_path, capsys):
+    import jax
+
+    assert main(["compare", "--hardware", "nonexistent", "--out", str(tmp_path)]) == 2
+    assert "nonexistent" in capsys.readouterr().err
+    jax.devices()  # JAX now runs with one CPU device: asking for two is a one-line error
     assert main(["compare", "--host-devices", "2", "--out", str(tmp_path), "--train-steps", "0"]) == 2
     assert "ANALOGEQ_HOST_DEVICES=2" in capsys.readouterr().err
 

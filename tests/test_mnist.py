@@ -14,10 +14,12 @@ import hashlib
 import json
 import struct
 
+import equinox as eqx
 import jax
 import numpy as np
 import pytest
 
+import analogeq as aq
 from analogeq.assembly import build_digital, train
 from analogeq.config import TrainConfig
 from analogeq.costs import make_cost
@@ -262,6 +264,18 @@ def test_chunked_evaluation_equals_one_batch(tmp_path):
             assert got[k] == pytest.approx(whole[k], rel=1e-6, abs=1e-7), (chunk, k)
     with pytest.raises(ValueError, match="chunk"):
         evaluate(parts.model, make_cost(cfg.cost), parts.relaxation, d.x_test, d.y_test, chunk=0)
+
+
+def test_default_chunk_bounds_the_per_sample_weights():
+    """A chip with read noise realizes its conductances per sample: the default chunk keeps
+    samples x parameter elements within EVAL_ELEMENTS (784-500-10: 17 GB at 1000 samples)."""
+    from analogeq.evaluation import EVAL_CHUNK, EVAL_ELEMENTS, eval_chunk
+
+    small = build_digital(TrainConfig(hidden=(16,))).model
+    assert eval_chunk(small) == EVAL_CHUNK
+    big = aq.LeakyNetwork((784, 500, 10), key=jax.random.PRNGKey(0))
+    n = sum(x.size for x in jax.tree_util.tree_leaves(eqx.filter(big, eqx.is_inexact_array)))
+    assert 32 <= eval_chunk(big) == EVAL_ELEMENTS // n < EVAL_CHUNK
 
 
 # ------------------------------------------------------------------ the real data

@@ -46,6 +46,7 @@ def run_notebook(name: str, probe: str, tmp_path: Path, monkeypatch) -> dict:
     return {**json.loads(text.strip().splitlines()[-1]), "_figures": figures}
 
 
+@pytest.mark.slow  # ~60 s cold: three trainings and a Monte Carlo
 def test_digital_vs_analog(tmp_path, monkeypatch):
     r = run_notebook("01_digital_vs_analog.py", """{
         "summary": summary, "same_class": same_class, "grad": grad,
@@ -67,6 +68,7 @@ def test_digital_vs_analog(tmp_path, monkeypatch):
     assert r["_figures"] == ["chip_curves.png", "emulator_curves.png"]
 
 
+@pytest.mark.slow  # ~35 s cold: a chip training per device
 def test_device_explorer(tmp_path, monkeypatch):
     r = run_notebook("02_device_explorer.py", """{
         "table": {d["preset"]: d["up/down"] for d in device_table}, "base": base_acc,
@@ -150,6 +152,7 @@ def test_mnist_tiles(tmp_path, monkeypatch):
     assert r["_figures"] == ["accuracy_vs_wires.png", "ir_drop_maps.png"]
 
 
+@pytest.mark.slow  # ~120 s cold: four chip trainings of the block
 def test_transformer_chip(tmp_path, monkeypatch):
     r = run_notebook("06_transformer_chip.py", """{
         "curves": {n: [[e["step"], e.get("grad_cosine"), e.get("stab_max_re_mu"), e.get("stab_verdict")]

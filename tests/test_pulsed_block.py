@@ -227,7 +227,10 @@ BASE = {"model": "eqtransformer", "task": "parity", "bits": 4, "cost": "token_cr
         "eval_every": 2, "probe_every": 100, "lr": 0.01, "optimizer": "sgd"}
 
 
-@pytest.mark.parametrize("update", ["deterministic", "mixed", "stochastic", "tiki-taka"])
+# each scheme's write rule has its own test above; one end-to-end run stays in the default suite
+@pytest.mark.parametrize("update", [pytest.param("deterministic", marks=pytest.mark.slow), "mixed",
+                                    pytest.param("stochastic", marks=pytest.mark.slow),
+                                    pytest.param("tiki-taka", marks=pytest.mark.slow)])
 def test_training_runs_with_a_device_under_each_scheme(update):
     """``analogeq train --model eqtransformer --hardware ideal-windowed --device gokmen-vlasov
     --update U`` for two steps: finite metrics, pulses counted and costed."""

@@ -169,6 +169,7 @@ cluster.close()
 """
 
 
+@pytest.mark.slow  # ~25 s: starts a dask cluster; the local executor's table is tested above
 def test_dask_local_cluster_gives_the_same_table(reference, tmp_path):
     ref, spec_file = reference
     # The cluster and the sweep's driver are processes of their own, as on a real cluster. The
