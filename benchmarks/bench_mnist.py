@@ -101,7 +101,10 @@ def train_epochs(args, runs: Path, cfg: TrainConfig, name: str, target: float, c
     cfg = cfg.replace(eval_every=per, probe_every=per, checkpoint_every=checkpoint_every or per)
     out = runs / name
     rows, t_start = [], time.perf_counter()
-    for epoch in range(1, (max_epochs or args.epochs) + 1):
+    # a resumed run starts at the epoch its checkpoint is in (an earlier epoch count would be
+    # refused: the checkpoint is past its steps)
+    done = load_run(out).step if (out / "checkpoint.eqx").exists() else 0
+    for epoch in range(done // per + 1, (max_epochs or args.epochs) + 1):
         t0 = time.perf_counter()
         res = train(cfg.replace(epochs=epoch), out, resume=(out / "checkpoint.eqx").exists(),
                     progress=not args.no_progress, parts=parts, label=f"{name} epoch {epoch}")
@@ -117,6 +120,8 @@ def train_epochs(args, runs: Path, cfg: TrainConfig, name: str, target: float, c
         elapsed = time.perf_counter() - t_start
         if elapsed + elapsed / len(rows) > args.budget:
             break
+    if not rows:
+        raise SystemExit(f"{out}: the checkpoint is at step {done}, past the epochs asked for; raise --epochs / --chip-epochs")
     best = max(rows, key=lambda r: r["test_acc"])
     key = f"{target * 100:g}".replace(".", "")
     return {"config": cfg.to_dict(), "steps_per_epoch": per, "epochs": rows,
