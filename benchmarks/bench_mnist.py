@@ -55,7 +55,8 @@ import jax
 import jax.numpy as jnp
 
 from analogeq import stability
-from analogeq.assembly import build_parts, train
+from analogeq.assembly import build_digital, build_parts, train
+from analogeq.checkpoint import has_checkpoint, read_checkpoint_meta
 from analogeq.config import TrainConfig
 from analogeq.costs import make_cost
 from analogeq.demo import DEMO_CONFIG
@@ -103,10 +104,10 @@ def train_epochs(args, runs: Path, cfg: TrainConfig, name: str, target: float, c
     rows, t_start = [], time.perf_counter()
     # a resumed run starts at the epoch its checkpoint is in (an earlier epoch count would be
     # refused: the checkpoint is past its steps)
-    done = load_run(out).step if (out / "checkpoint.eqx").exists() else 0
+    done = read_checkpoint_meta(out)["step"] if has_checkpoint(out) else 0
     for epoch in range(done // per + 1, (max_epochs or args.epochs) + 1):
         t0 = time.perf_counter()
-        res = train(cfg.replace(epochs=epoch), out, resume=(out / "checkpoint.eqx").exists(),
+        res = train(cfg.replace(epochs=epoch), out, resume=has_checkpoint(out),
                     progress=not args.no_progress, parts=parts, label=f"{name} epoch {epoch}")
         evals = [r for r in res.history if r["kind"] == "eval"]
         test = [r for r in res.history if r["kind"] == "test"][-1]
@@ -155,12 +156,16 @@ the demo's SGD 0.1 with squared error and one fixed gain diverged after ~250 ste
 cross-entropy and per-tile gains 0.846; Adam 1e-3 0.880."""
 
 
+def chip_hardware(**changes) -> ChipConfig:
+    """The ``realistic`` preset with :data:`CHIP_HARDWARE` and ``changes`` (dotted field names)."""
+    return ChipConfig.preset("realistic").replace(**{**CHIP_HARDWARE, **changes})
+
+
 def chip_hardware_file(runs: Path) -> str:
-    """:data:`CHIP_HARDWARE` written as a chip TOML under ``runs`` (the run's config names it)."""
+    """:func:`chip_hardware` written as a chip TOML under ``runs`` (the run's config names it)."""
     runs.mkdir(parents=True, exist_ok=True)
     path = runs / "chip_mnist.toml"
-    ChipConfig.preset("realistic").replace(**CHIP_HARDWARE).to_toml(
-        path, header=("realistic preset with per-tile gains (bench_mnist.CHIP_HARDWARE)",))
+    chip_hardware().to_toml(path, header=("realistic preset with per-tile gains (bench_mnist.CHIP_HARDWARE)",))
     return str(path)
 
 
@@ -177,7 +182,7 @@ def chip_probe(args, runs: Path) -> dict:
     times, the full test set at the end): the short runs the chip recipe was chosen from."""
     rows = {}
     for name, (changes, hw_changes) in PROBES.items():
-        hw = ChipConfig.preset("realistic").replace(**{**CHIP_HARDWARE, **hw_changes})
+        hw = chip_hardware(**hw_changes)
         cfg = CHIP_CONFIG.replace(steps=args.probe_steps, eval_every=args.probe_steps // 4,
                                   probe_every=args.probe_steps // 4, checkpoint_every=args.probe_steps, **changes)
         parts = build_parts(cfg, hw)
@@ -279,8 +284,7 @@ def irdrop(args, runs: Path) -> dict:
     estimator = EP(beta=CHIP_CONFIG.beta, kind=CHIP_CONFIG.ep_kind, correction=CHIP_CONFIG.correction)
     key = jax.random.PRNGKey(args.chip_seed)
     k_eval, k_grad = jax.random.split(jax.random.PRNGKey(1))
-    emulator_relax = build_parts(run.config.replace(hardware="", device="", update="deterministic")).relaxation
-    digital = evaluate(model, cost, emulator_relax, xt, yt)
+    digital = evaluate(model, cost, build_digital(run.config, data).relaxation, xt, yt)
     rows = []
     for r in args.wires:
         row = {"r_segment_ohm": r}
